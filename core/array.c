@@ -1,0 +1,916 @@
+#include <config.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "bitmap/bitmap.h"
+#include "core/array.h"
+#include "core/assemble.h"
+#include "core/log.h"
+#include "core/member.h"
+#include "core/rangelock.h"
+#include "core/util.h"
+
+#define COPY_BUF_SIZE (4u << 20)
+#define RESYNC_CHECKPOINT_BYTES (64ull << 20)
+
+struct array_member {
+  struct io_file *io;           /* NULL when missing */
+  struct md_sb sb;              /* this member's superblock as last written */
+  int state;                    /* enum member_state; atomic loads */
+  enum slot_state recovery;     /* what a behind member needs */
+  bool just_recovered;          /* its superblock is written after the others' */
+  uint64_t read_errors, write_errors;
+};
+
+struct array {
+  uint32_t nslots;
+  struct array_member m[ASSEMBLE_MAX_SLOTS];
+  uint32_t reference;           /* a current slot to copy from */
+  struct md_sb tmpl;            /* array-wide superblock fields */
+  uint64_t volume_bytes;
+  uint64_t events;              /* guarded by sb_lock */
+  uint64_t resync_offset;       /* sectors; written in every superblock */
+  uint64_t resync_from;         /* -o nobitmap dirty shutdown: resync from */
+
+  struct bitmap *bm;            /* NULL with -o nobitmap */
+  struct io_file *bitmap_io;
+  bool bitmap_stale_at_mount;
+  bool bitmap_gone;             /* header writes stop (sb_lock) */
+  int bitmap_skip;              /* writers may skip the bitmap: the events
+                                 * bump that makes it stale is durable */
+  int marked_active;            /* superblocks say resync_offset = 0 */
+
+  pthread_mutex_t sb_lock;      /* superblocks, events, member states */
+  struct rangelock rl;
+  unsigned daemon_sleep;
+  unsigned read_rr;
+
+  pthread_t daemon;
+  bool daemon_running, daemon_stop;
+  pthread_mutex_t daemon_lock;
+  pthread_cond_t daemon_cond;
+};
+
+static int
+state_of (struct array *a, uint32_t s)
+{
+  return __atomic_load_n (&a->m[s].state, __ATOMIC_ACQUIRE);
+}
+
+static void
+set_state (struct array *a, uint32_t s, int st)
+{
+  __atomic_store_n (&a->m[s].state, st, __ATOMIC_RELEASE);
+}
+
+static uint32_t
+active_count (struct array *a)
+{
+  uint32_t n = 0;
+  for (uint32_t s = 0; s < a->nslots; s++)
+    if (state_of (a, s) == MEMBER_ACTIVE)
+      n++;
+  return n;
+}
+
+static bool
+all_active (struct array *a)
+{
+  return active_count (a) == a->nslots;
+}
+
+/* ---- superblocks and events ---- */
+
+static void
+build_sb (struct array *a, uint32_t slot, struct md_sb *sb)
+{
+  *sb = a->tmpl;
+  sb->dev_number = slot;
+  memcpy (sb->device_uuid, a->m[slot].sb.device_uuid, 16);
+  sb->events = a->events;
+  sb->utime = (uint64_t) time (NULL);
+  sb->resync_offset = a->resync_offset;
+  sb->max_dev = a->nslots;
+  sb->super_offset = a->m[slot].sb.super_offset;
+  sb->data_size = a->m[slot].sb.data_size;
+  for (uint32_t k = 0; k < a->nslots; k++)
+    sb->dev_roles[k] = state_of (a, k) == MEMBER_ACTIVE ? (uint16_t) k
+      : SB_ROLE_FAULTY;
+}
+
+static void mark_faulty_locked (struct array *a, uint32_t slot, int err,
+                                const char *what);
+
+/* Bump events and write every active member's superblock, then the bitmap
+ * header with the same events (SPEC §1: a crash between them only makes
+ * the bitmap stale).  Members that recovered just now are written after
+ * the others (SPEC §5 step 5).  A member whose superblock cannot be
+ * written is marked faulty and the bump is redone without it.  Called with
+ * sb_lock held.  Fails only when no member could be written. */
+static int
+bump_events_locked (struct array *a)
+{
+  for (;;) {
+    a->events++;
+    int failed = -1, err = 0;
+    for (int pass = 0; pass < 2 && failed < 0; pass++) {
+      for (uint32_t s = 0; s < a->nslots; s++) {
+        if (state_of (a, s) != MEMBER_ACTIVE || a->m[s].just_recovered != pass)
+          continue;
+        struct md_sb sb;
+        build_sb (a, s, &sb);
+        int r = member_write_sb (a->m[s].io, &sb);
+        if (r < 0) {
+          failed = (int) s;
+          err = r;
+          break;
+        }
+        a->m[s].sb = sb;
+      }
+    }
+    if (failed < 0)
+      break;
+    a->m[failed].write_errors++;
+    if (active_count (a) <= 1) {
+      log_error ("%s: superblock write failed: %s; it is the last active "
+                 "member", a->m[failed].io->name, strerror (-err));
+      return err;
+    }
+    log_error ("%s: superblock write failed: %s", a->m[failed].io->name,
+               strerror (-err));
+    set_state (a, (uint32_t) failed, MEMBER_FAULTY);
+    if (a->bm)
+      bitmap_allow_clearing (a->bm, false);
+  }
+  for (uint32_t s = 0; s < a->nslots; s++)
+    a->m[s].just_recovered = false;
+
+  if (a->bm && !a->bitmap_gone) {
+    bitmap_set_events (a->bm, a->events);
+    if (bitmap_write_header (a->bm) < 0) {
+      /* The header on disk now has older events than the members: the
+       * bitmap is stale by the events rule.  Stop using it. */
+      a->bitmap_gone = true;
+      __atomic_store_n (&a->bitmap_skip, 1, __ATOMIC_RELEASE);
+    }
+  }
+  return 0;
+}
+
+static void
+mark_faulty_locked (struct array *a, uint32_t slot, int err, const char *what)
+{
+  if (state_of (a, slot) != MEMBER_ACTIVE)
+    return;
+  set_state (a, slot, MEMBER_FAULTY);
+  if (a->bm)
+    bitmap_allow_clearing (a->bm, false);
+  log_error ("%s: %s failed: %s; member marked faulty, the volume goes on "
+             "degraded", a->m[slot].io->name, what, strerror (-err));
+  bump_events_locked (a);
+}
+
+/* A member failed an I/O.  Mark it faulty, durably, before returning
+ * (SPEC §6), unless it is the last active member: then the error is the
+ * caller's to report.  Returns 0 when the member was (or already is)
+ * out of the array, or ERR when it was the last one. */
+static int
+member_failed (struct array *a, uint32_t slot, int err, const char *what)
+{
+  pthread_mutex_lock (&a->sb_lock);
+  a->m[slot].write_errors++;
+  int r = 0;
+  if (state_of (a, slot) == MEMBER_ACTIVE) {
+    if (active_count (a) <= 1) {
+      log_error ("%s: %s failed: %s (last active member)",
+                 a->m[slot].io->name, what, strerror (-err));
+      r = err;
+    }
+    else
+      mark_faulty_locked (a, slot, err, what);
+  }
+  pthread_mutex_unlock (&a->sb_lock);
+  return r;
+}
+
+/* The bitmap file failed: before any further member write, bump events
+ * durably so the bitmap is stale by the events rule (SPEC §6). */
+static void
+bitmap_failed_handle (struct array *a)
+{
+  pthread_mutex_lock (&a->sb_lock);
+  if (!__atomic_load_n (&a->bitmap_skip, __ATOMIC_ACQUIRE)) {
+    a->bitmap_gone = true;
+    bump_events_locked (a);
+    __atomic_store_n (&a->bitmap_skip, 1, __ATOMIC_RELEASE);
+    log_warn ("the volume goes on without its bitmap; the next mount "
+              "resyncs everything");
+  }
+  pthread_mutex_unlock (&a->sb_lock);
+}
+
+/* ---- assembly ---- */
+
+static int
+read_bitmap_header (struct io_file *io, struct assemble_bitmap_in *in)
+{
+  in->used = true;
+  in->name = io->name;
+  in->file_size = io_size (io);
+  if (in->file_size < 0) {
+    log_error ("%s: %s", io->name, strerror ((int) -in->file_size));
+    return -1;
+  }
+  if (in->file_size < BITMAP_HEADER_SIZE) {
+    log_error ("%s: file is %" PRId64 " bytes, too small to be a bitmap",
+               io->name, in->file_size);
+    return -1;
+  }
+  uint8_t hdr[BITMAP_HEADER_SIZE];
+  int r = io_pread_full (io, hdr, sizeof hdr, 0);
+  if (r < 0) {
+    log_error ("%s: cannot read the bitmap header: %s", io->name,
+               strerror (-r));
+    return -1;
+  }
+  in->status = bitmap_header_decode (hdr, &in->hdr, in->why, sizeof in->why);
+  return 0;
+}
+
+static void
+close_all (struct io_file **members, size_t n, struct io_file *bitmap)
+{
+  for (size_t i = 0; i < n; i++)
+    io_close (members[i]);
+  io_close (bitmap);
+}
+
+static struct bitmap *
+load_bitmap (struct io_file *io, const struct bitmap_header *h,
+             uint64_t volume_bytes)
+{
+  uint64_t chunks = bitmap_chunks (volume_bytes, h->chunksize);
+  uint64_t bytes = bitmap_file_size (chunks);
+  uint8_t *buf = calloc (1, bytes);
+  if (!buf) {
+    log_error ("%s: out of memory for %" PRIu64 " bytes of bitmap", io->name,
+               bytes);
+    return NULL;
+  }
+  int64_t fsize = io_size (io);
+  uint64_t want = (uint64_t) fsize < bytes ? (uint64_t) fsize : bytes;
+  int r = io_pread_full (io, buf, want, 0);
+  if (r < 0) {
+    log_error ("%s: cannot read the bitmap: %s", io->name, strerror (-r));
+    free (buf);
+    return NULL;
+  }
+  struct bitmap *bm = bitmap_new (io, h, buf, volume_bytes);
+  if (!bm) {
+    log_error ("%s: out of memory", io->name);
+    free (buf);
+  }
+  return bm;
+}
+
+struct array *
+array_assemble (struct io_file **members, size_t n, struct io_file *bitmap_io,
+                const struct array_options *opts)
+{
+  struct member_probe *probes = calloc (n ? n : 1, sizeof *probes);
+  const char **names = calloc (n ? n : 1, sizeof *names);
+  struct io_file **present = calloc (n ? n : 1, sizeof *present);
+  struct array *a = calloc (1, sizeof *a);
+  size_t np = 0;
+  if (!probes || !names || !present || !a) {
+    log_error ("out of memory");
+    goto refuse;
+  }
+
+  /* Step 1: read every superblock; nothing is written before the plan. */
+  for (size_t i = 0; i < n; i++) {
+    if (!members[i])
+      continue;
+    if (member_probe (members[i], &probes[np]) < 0) {
+      log_error ("%s: %s", members[i]->name, probes[np].why);
+      goto refuse;
+    }
+    names[np] = members[i]->name;
+    present[np] = members[i];
+    np++;
+  }
+
+  struct assemble_bitmap_in bin;
+  memset (&bin, 0, sizeof bin);
+  if (!opts->nobitmap) {
+    if (!bitmap_io) {
+      log_error ("no bitmap file given (use -o bitmap=FILE, or -o nobitmap)");
+      goto refuse;
+    }
+    if (read_bitmap_header (bitmap_io, &bin) < 0)
+      goto refuse;
+  }
+
+  struct assemble_options aopts = { .degraded = opts->degraded,
+                                    .force = opts->force };
+  struct assemble_plan plan;
+  char err[512];
+  if (assemble_decide (probes, names, np, &bin, &aopts, &plan, err,
+                       sizeof err) < 0) {
+    log_error ("%s", err);
+    goto refuse;
+  }
+  if (plan.warnings[0])
+    log_warn ("%s", plan.warnings);
+
+  /* Build the array from the plan. */
+  pthread_mutex_init (&a->sb_lock, NULL);
+  pthread_mutex_init (&a->daemon_lock, NULL);
+  pthread_cond_init (&a->daemon_cond, NULL);
+  rangelock_init (&a->rl);
+  a->nslots = plan.raid_disks;
+  a->tmpl = probes[plan.reference].sb;
+  a->volume_bytes = plan.volume_bytes;
+  a->events = plan.events;
+  a->resync_offset = a->tmpl.resync_offset;   /* kept as found (step 4) */
+  a->resync_from = plan.resync_from;
+  a->reference = a->tmpl.dev_number;
+  for (uint32_t s = 0; s < a->nslots; s++) {
+    struct array_member *m = &a->m[s];
+    int i = plan.member_of_slot[s];
+    if (i < 0) {
+      m->state = MEMBER_MISSING;
+      continue;
+    }
+    m->io = present[i];
+    present[i] = NULL;
+    m->sb = probes[i].sb;
+    m->sb.super_offset = sb_super_offset_for ((uint64_t) probes[i].file_size);
+    m->sb.data_size = m->sb.super_offset;
+    if (probes[i].status != SB_VALID) {
+      /* Torn: a fresh device uuid rather than a half-written one. */
+      random_bytes (m->sb.device_uuid, 16);
+    }
+    m->recovery = plan.slot[s];
+    m->state = plan.slot[s] == SLOT_CURRENT ? MEMBER_ACTIVE : MEMBER_BEHIND;
+  }
+
+  a->daemon_sleep = BITMAP_DEFAULT_DAEMON_SLEEP;
+  struct bitmap_header h = bin.hdr;
+  if (plan.bitmap != BITMAP_UNUSED) {
+    if (h.daemon_sleep >= 1 && h.daemon_sleep <= 3600)
+      a->daemon_sleep = h.daemon_sleep;
+    h.daemon_sleep = a->daemon_sleep;
+    a->bitmap_io = bitmap_io;
+    bitmap_io = NULL;
+    a->bm = load_bitmap (a->bitmap_io, &h, a->volume_bytes);
+    if (!a->bm)
+      goto fail_built;
+    if (!all_active (a))
+      bitmap_allow_clearing (a->bm, false);
+  }
+  else {
+    io_close (bitmap_io);       /* -o nobitmap: it falls behind (SPEC §5) */
+    bitmap_io = NULL;
+  }
+
+  /* Step 4: the plan holds; from here on we write. */
+  pthread_mutex_lock (&a->sb_lock);
+  int r = 0;
+  if (plan.bitmap == BITMAP_USE_STALE) {
+    log_warn ("%s: bitmap is stale (%s): full resync", a->bitmap_io->name,
+              plan.bitmap_stale_reason);
+    a->bitmap_stale_at_mount = true;
+    /* The header this bump writes says STALE, events_cleared = events;
+     * then every bit is set durably; only then is STALE dropped. */
+    bitmap_set_stale (a->bm, true);
+    bitmap_set_events_cleared (a->bm, a->events + 1);
+  }
+  r = bump_events_locked (a);
+  if (r == 0 && plan.bitmap == BITMAP_USE_STALE && !a->bitmap_gone) {
+    r = bitmap_set_all (a->bm);
+    if (r == 0) {
+      bitmap_set_stale (a->bm, false);
+      r = bitmap_write_header (a->bm);
+    }
+    if (r < 0) {
+      log_error ("%s: cannot write the bitmap: %s", a->bitmap_io->name,
+                 strerror (-r));
+    }
+  }
+  pthread_mutex_unlock (&a->sb_lock);
+  if (r < 0)
+    goto fail_built;
+
+  free (probes);
+  free (names);
+  free (present);
+  return a;
+
+fail_built:
+  /* Every member now belongs to the array. */
+  array_close (a, false);
+  io_close (bitmap_io);
+  free (probes);
+  free (names);
+  free (present);
+  return NULL;
+
+refuse:
+  /* Nothing was written and nothing moved: close what we were given. */
+  close_all (members, n, bitmap_io);
+  free (a);
+  free (probes);
+  free (names);
+  free (present);
+  return NULL;
+}
+
+/* ---- resync and recovery (SPEC §5 step 5) ---- */
+
+/* Read [OFF, OFF+LEN) from a current member, trying each in turn. */
+static int
+read_any (struct array *a, void *buf, size_t len, uint64_t off,
+          uint32_t first)
+{
+  int r = -EIO;
+  for (uint32_t k = 0; k < a->nslots; k++) {
+    uint32_t s = (first + k) % a->nslots;
+    if (state_of (a, s) != MEMBER_ACTIVE)
+      continue;
+    r = io_pread_full (a->m[s].io, buf, len, off);
+    if (r == 0)
+      return 0;
+    __atomic_add_fetch (&a->m[s].read_errors, 1, __ATOMIC_RELAXED);
+    log_error ("%s: read of %zu bytes at %" PRIu64 " failed: %s%s",
+               a->m[s].io->name, len, off, strerror (-r),
+               k + 1 < a->nslots ? "; trying another member" : "");
+  }
+  return r;
+}
+
+static int
+sync_targets (struct array *a, const bool *written)
+{
+  for (uint32_t s = 0; s < a->nslots; s++) {
+    if (!written[s] || state_of (a, s) == MEMBER_FAULTY)
+      continue;
+    int r = io_fdatasync (a->m[s].io);
+    if (r < 0) {
+      bool was_active = state_of (a, s) == MEMBER_ACTIVE;
+      if (was_active) {
+        if (member_failed (a, s, r, "fdatasync") < 0)
+          return r;
+      }
+      else {
+        log_error ("%s: fdatasync during recovery failed: %s; member left "
+                   "out", a->m[s].io->name, strerror (-r));
+        set_state (a, s, MEMBER_FAULTY);
+      }
+    }
+  }
+  return 0;
+}
+
+int
+array_resync (struct array *a, struct array_resync_stats *st)
+{
+  memset (st, 0, sizeof *st);
+  double t0 = now_seconds ();
+  uint64_t chunk = a->bm ? bitmap_chunk_size (a->bm) : 4ull << 20;
+  uint64_t nchunks = bitmap_chunks (a->volume_bytes, chunk);
+  st->chunks_total = nchunks;
+
+  bool bits_target[ASSEMBLE_MAX_SLOTS] = { 0 };
+  bool full_target[ASSEMBLE_MAX_SLOTS] = { 0 };
+  bool current_target[ASSEMBLE_MAX_SLOTS] = { 0 };
+  bool any_behind = false, any_target = false;
+  for (uint32_t s = 0; s < a->nslots; s++) {
+    if (s == a->reference)
+      continue;
+    int state = state_of (a, s);
+    if (state == MEMBER_ACTIVE) {
+      if (a->bm)
+        bits_target[s] = true;
+      else if (a->resync_from != UINT64_MAX)
+        current_target[s] = true;
+      any_target |= bits_target[s] || current_target[s];
+    }
+    else if (state == MEMBER_BEHIND) {
+      any_behind = true;
+      any_target = true;
+      if (a->m[s].recovery == SLOT_BEHIND_BITMAP && a->bm)
+        bits_target[s] = true;
+      else
+        full_target[s] = true;
+    }
+  }
+  st->full = a->bitmap_stale_at_mount || !a->bm;
+
+  uint8_t *buf = NULL;
+  if (any_target && posix_memalign ((void **) &buf, 4096, COPY_BUF_SIZE) != 0) {
+    log_error ("out of memory for the resync buffer");
+    return -ENOMEM;
+  }
+
+  bool written[ASSEMBLE_MAX_SLOTS] = { 0 };
+  uint64_t pending_first = 0, pending_bytes = 0;
+  uint64_t from_chunk = a->resync_from == UINT64_MAX ? nchunks
+    : a->resync_from * 512 / chunk;
+  int r = 0;
+
+  for (uint64_t c = 0; any_target && c < nchunks && r == 0; c++) {
+    bool dirty = a->bm && bitmap_test (a->bm, c);
+    bool want[ASSEMBLE_MAX_SLOTS];
+    bool any = false;
+    for (uint32_t s = 0; s < a->nslots; s++) {
+      want[s] = state_of (a, s) != MEMBER_FAULTY
+        && (full_target[s] || (dirty && bits_target[s])
+            || (current_target[s] && c >= from_chunk));
+      any |= want[s];
+    }
+    if (any) {
+      uint64_t start = c * chunk;
+      uint64_t end = start + chunk < a->volume_bytes ? start + chunk
+        : a->volume_bytes;
+      for (uint64_t off = start; off < end && r == 0; off += COPY_BUF_SIZE) {
+        size_t len = (size_t) (end - off < COPY_BUF_SIZE ? end - off
+                               : COPY_BUF_SIZE);
+        r = read_any (a, buf, len, off, a->reference);
+        if (r < 0) {
+          log_error ("resync: no member could supply %zu bytes at %" PRIu64,
+                     len, off);
+          break;
+        }
+        for (uint32_t s = 0; s < a->nslots; s++) {
+          if (!want[s] || state_of (a, s) == MEMBER_FAULTY)
+            continue;
+          int w = io_pwrite_full (a->m[s].io, buf, len, off);
+          if (w < 0) {
+            if (state_of (a, s) == MEMBER_ACTIVE)
+              r = member_failed (a, s, w, "resync write");
+            else {
+              log_error ("%s: recovery write failed: %s; member left out",
+                         a->m[s].io->name, strerror (-w));
+              set_state (a, s, MEMBER_FAULTY);
+            }
+            continue;
+          }
+          written[s] = true;
+        }
+      }
+      st->chunks_copied++;
+      st->bytes_copied += end - start;
+      pending_bytes += end - start;
+    }
+
+    bool last = c + 1 == nchunks;
+    if (r == 0 && (pending_bytes >= RESYNC_CHECKPOINT_BYTES || (last && pending_bytes))) {
+      /* Checkpoint: the copies are durable before any bit is cleared or
+       * any resync_offset advanced, so a crash resumes from here. */
+      r = sync_targets (a, written);
+      memset (written, 0, sizeof written);
+      if (r == 0 && a->bm && !any_behind)
+        r = bitmap_clear_range (a->bm, pending_first, c + 1 - pending_first);
+      if (r == 0 && !a->bm && a->resync_from != UINT64_MAX) {
+        pthread_mutex_lock (&a->sb_lock);
+        a->resync_offset = last ? SB_RESYNC_CLEAN : (c + 1) * chunk / 512;
+        r = bump_events_locked (a);
+        pthread_mutex_unlock (&a->sb_lock);
+      }
+      pending_first = c + 1;
+      pending_bytes = 0;
+    }
+  }
+  free (buf);
+  if (r < 0)
+    return r;
+
+  /* Recovered members become current: their copy is durable; the current
+   * members' superblocks (their role active) are written first. */
+  pthread_mutex_lock (&a->sb_lock);
+  bool recovered = false;
+  for (uint32_t s = 0; s < a->nslots; s++) {
+    if (state_of (a, s) == MEMBER_BEHIND) {
+      set_state (a, s, MEMBER_ACTIVE);
+      a->m[s].just_recovered = true;
+      recovered = true;
+    }
+  }
+  if (recovered)
+    r = bump_events_locked (a);
+  if (a->resync_from != UINT64_MAX && !a->bm) {
+    a->resync_from = UINT64_MAX;
+    if (a->resync_offset != SB_RESYNC_CLEAN && r == 0) {
+      a->resync_offset = SB_RESYNC_CLEAN;
+      r = bump_events_locked (a);
+    }
+  }
+  pthread_mutex_unlock (&a->sb_lock);
+
+  /* With every member in sync and durable, the bits behind the copies can
+   * go (none was cleared while a member was behind). */
+  if (r == 0 && a->bm && all_active (a)) {
+    bitmap_allow_clearing (a->bm, true);
+    if (any_behind)
+      r = bitmap_clear_range (a->bm, 0, nchunks);
+  }
+  if (r == 0 && a->bm && bitmap_failed (a->bm))
+    bitmap_failed_handle (a);
+  st->seconds = now_seconds () - t0;
+  return r < 0 ? r : 0;
+}
+
+/* ---- the data path ---- */
+
+ssize_t
+array_read (struct array *a, void *buf, size_t len, uint64_t off)
+{
+  if (off >= a->volume_bytes)
+    return 0;
+  if (len > a->volume_bytes - off)
+    len = (size_t) (a->volume_bytes - off);
+  if (len == 0)
+    return 0;
+  uint32_t first = __atomic_fetch_add (&a->read_rr, 1, __ATOMIC_RELAXED)
+    % a->nslots;
+  int r = read_any (a, buf, len, off, first);
+  return r < 0 ? r : (ssize_t) len;
+}
+
+/* Before the first write the superblocks say the members may differ
+ * (resync_offset = 0, md's "active"). */
+static int
+mark_active (struct array *a)
+{
+  if (__atomic_load_n (&a->marked_active, __ATOMIC_ACQUIRE))
+    return 0;
+  pthread_mutex_lock (&a->sb_lock);
+  int r = 0;
+  if (!a->marked_active) {
+    a->resync_offset = 0;
+    r = bump_events_locked (a);
+    if (r == 0)
+      __atomic_store_n (&a->marked_active, 1, __ATOMIC_RELEASE);
+  }
+  pthread_mutex_unlock (&a->sb_lock);
+  return r;
+}
+
+ssize_t
+array_write (struct array *a, const void *buf, size_t len, uint64_t off)
+{
+  if (off >= a->volume_bytes)
+    return -ENOSPC;
+  if (len > a->volume_bytes - off)
+    len = (size_t) (a->volume_bytes - off);
+  if (len == 0)
+    return 0;
+  if (active_count (a) == 0)
+    return -EIO;
+  int r = mark_active (a);
+  if (r < 0)
+    return -EIO;
+
+  struct rangelock_entry lk;
+  rangelock_acquire (&a->rl, &lk, off, off + len);
+
+  /* Steps 1-2: the bits covering this write are durable first. */
+  bool counted = false;
+  if (a->bm && !__atomic_load_n (&a->bitmap_skip, __ATOMIC_ACQUIRE)) {
+    counted = true;
+    if (bitmap_start_write (a->bm, off, len) < 0)
+      bitmap_failed_handle (a);
+  }
+
+  /* Step 3: every active member. */
+  uint32_t ok = 0;
+  int last_err = -EIO;
+  for (uint32_t s = 0; s < a->nslots; s++) {
+    if (state_of (a, s) != MEMBER_ACTIVE)
+      continue;
+    int w = io_pwrite_full (a->m[s].io, buf, len, off);
+    if (w == 0) {
+      ok++;
+      continue;
+    }
+    last_err = w;
+    /* Step 4: a failed member is durably faulty before we reply. */
+    member_failed (a, s, w, "write");
+  }
+
+  /* Step 5. */
+  if (counted)
+    bitmap_end_write (a->bm, off, len);
+  rangelock_release (&a->rl, &lk);
+  if (ok == 0)
+    return last_err == -ENOSPC ? -ENOSPC : -EIO;
+  return (ssize_t) len;
+}
+
+int
+array_flush (struct array *a)
+{
+  uint32_t ok = 0;
+  int last_err = -EIO;
+  for (uint32_t s = 0; s < a->nslots; s++) {
+    if (state_of (a, s) != MEMBER_ACTIVE)
+      continue;
+    int r = io_fdatasync (a->m[s].io);
+    if (r == 0) {
+      ok++;
+      continue;
+    }
+    /* Never retried: the kernel reports a lost write once. */
+    last_err = r;
+    member_failed (a, s, r, "fdatasync");
+  }
+  return ok ? 0 : last_err;
+}
+
+/* ---- lazy clearing ---- */
+
+struct sync_ctx {
+  struct array *a;
+  int failed_slot;
+  int err;
+};
+
+static int
+sync_active_members (void *arg)
+{
+  struct sync_ctx *ctx = arg;
+  struct array *a = ctx->a;
+  for (uint32_t s = 0; s < a->nslots; s++) {
+    if (state_of (a, s) != MEMBER_ACTIVE)
+      return -EAGAIN;           /* degraded meanwhile: clear nothing */
+    int r = io_fdatasync (a->m[s].io);
+    if (r < 0) {
+      ctx->failed_slot = (int) s;
+      ctx->err = r;
+      return r;
+    }
+  }
+  return 0;
+}
+
+int64_t
+array_clear_pass (struct array *a)
+{
+  if (!a->bm || __atomic_load_n (&a->bitmap_skip, __ATOMIC_ACQUIRE)
+      || !all_active (a))
+    return 0;
+  struct sync_ctx ctx = { .a = a, .failed_slot = -1 };
+  int64_t r = bitmap_clear_pass (a->bm, sync_active_members, &ctx);
+  /* Handled outside the pass: marking faulty writes the bitmap header. */
+  if (ctx.failed_slot >= 0)
+    member_failed (a, (uint32_t) ctx.failed_slot, ctx.err, "fdatasync");
+  if (bitmap_failed (a->bm))
+    bitmap_failed_handle (a);
+  return r == -EAGAIN ? 0 : r;
+}
+
+static void *
+daemon_main (void *arg)
+{
+  struct array *a = arg;
+  pthread_mutex_lock (&a->daemon_lock);
+  while (!a->daemon_stop) {
+    struct timespec ts;
+    clock_gettime (CLOCK_REALTIME, &ts);
+    ts.tv_sec += a->daemon_sleep;
+    int w = 0;
+    while (!a->daemon_stop && w != ETIMEDOUT)
+      w = pthread_cond_timedwait (&a->daemon_cond, &a->daemon_lock, &ts);
+    if (a->daemon_stop)
+      break;
+    pthread_mutex_unlock (&a->daemon_lock);
+    array_clear_pass (a);
+    pthread_mutex_lock (&a->daemon_lock);
+  }
+  pthread_mutex_unlock (&a->daemon_lock);
+  return NULL;
+}
+
+int
+array_start_daemon (struct array *a)
+{
+  if (!a->bm)
+    return 0;
+  int e = pthread_create (&a->daemon, NULL, daemon_main, a);
+  if (e) {
+    log_error ("cannot start the bitmap clearing thread: %s", strerror (e));
+    return -e;
+  }
+  a->daemon_running = true;
+  return 0;
+}
+
+/* ---- shutdown ---- */
+
+int
+array_close (struct array *a, bool clean)
+{
+  if (!a)
+    return 0;
+  if (a->daemon_running) {
+    pthread_mutex_lock (&a->daemon_lock);
+    a->daemon_stop = true;
+    pthread_cond_broadcast (&a->daemon_cond);
+    pthread_mutex_unlock (&a->daemon_lock);
+    pthread_join (a->daemon, NULL);
+    a->daemon_running = false;
+  }
+
+  int r = 0;
+  if (clean && active_count (a) > 0) {
+    /* In-flight writes are finished (the caller stopped serving). */
+    r = array_flush (a);
+    pthread_mutex_lock (&a->sb_lock);
+    if (r == 0 && a->bm && !a->bitmap_gone && all_active (a)) {
+      /* Every member is durable and whole: header first, then the
+       * cleared pages (SPEC §5, clean unmount). */
+      bitmap_set_events_cleared (a->bm, a->events + 1);
+      r = bitmap_write_header (a->bm);
+      if (r == 0)
+        r = bitmap_clear_range (a->bm, 0, bitmap_nchunks (a->bm));
+      if (r < 0) {
+        a->bitmap_gone = true;
+        r = 0;                  /* the events bump below makes it stale */
+      }
+    }
+    if (r == 0) {
+      a->resync_offset = SB_RESYNC_CLEAN;
+      r = bump_events_locked (a);
+    }
+    pthread_mutex_unlock (&a->sb_lock);
+  }
+
+  for (uint32_t s = 0; s < a->nslots; s++)
+    io_close (a->m[s].io);
+  bitmap_free (a->bm);
+  io_close (a->bitmap_io);
+  rangelock_destroy (&a->rl);
+  pthread_mutex_destroy (&a->sb_lock);
+  pthread_mutex_destroy (&a->daemon_lock);
+  pthread_cond_destroy (&a->daemon_cond);
+  free (a);
+  return r;
+}
+
+/* ---- introspection ---- */
+
+uint64_t
+array_size (const struct array *a)
+{
+  return a->volume_bytes;
+}
+
+unsigned
+array_daemon_sleep (const struct array *a)
+{
+  return a->daemon_sleep;
+}
+
+uint32_t
+array_slots (const struct array *a)
+{
+  return a->nslots;
+}
+
+enum member_state
+array_member_state (struct array *a, uint32_t slot)
+{
+  return (enum member_state) state_of (a, slot);
+}
+
+const char *
+array_member_name (struct array *a, uint32_t slot)
+{
+  return a->m[slot].io ? a->m[slot].io->name : NULL;
+}
+
+uint64_t
+array_events (struct array *a)
+{
+  pthread_mutex_lock (&a->sb_lock);
+  uint64_t e = a->events;
+  pthread_mutex_unlock (&a->sb_lock);
+  return e;
+}
+
+uint64_t
+array_dirty_chunks (struct array *a, uint64_t *total)
+{
+  if (!a->bm) {
+    *total = 0;
+    return 0;
+  }
+  *total = bitmap_nchunks (a->bm);
+  return bitmap_dirty_count (a->bm);
+}

@@ -1,0 +1,71 @@
+/* The mirrored volume: members, their superblocks, the write-intent
+ * protocol around every write, resync and clean shutdown (SPEC §4-6). */
+#ifndef MDFUSE_ARRAY_H
+#define MDFUSE_ARRAY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "core/io.h"
+
+struct array;
+
+struct array_options {
+  bool nobitmap;                /* run without the write-intent bitmap */
+  bool degraded;                /* start without missing members */
+  bool force;                   /* accept a bitmap newer than the members */
+};
+
+struct array_resync_stats {
+  uint64_t chunks_copied;
+  uint64_t chunks_total;
+  uint64_t bytes_copied;
+  double seconds;
+  bool full;                    /* everything was copied (stale or no bitmap) */
+};
+
+enum member_state {
+  MEMBER_ACTIVE,
+  MEMBER_FAULTY,
+  MEMBER_BEHIND,                /* being recovered */
+  MEMBER_MISSING,
+};
+
+/* Assemble (SPEC §5 steps 1-4).  MEMBERS[i] may be NULL for a member that
+ * could not be opened (only with opts->degraded).  Takes ownership of every
+ * io_file, also on failure.  Nothing is written unless every check passes;
+ * on refusal a message naming the file has been logged and NULL returned. */
+struct array *array_assemble (struct io_file **members, size_t n,
+                              struct io_file *bitmap,
+                              const struct array_options *opts);
+
+/* Step 5: resync the current members, recover the behind ones. */
+int array_resync (struct array *a, struct array_resync_stats *stats);
+
+/* I/O on the volume.  Return bytes transferred or a negative errno. */
+ssize_t array_read (struct array *a, void *buf, size_t len, uint64_t off);
+ssize_t array_write (struct array *a, const void *buf, size_t len,
+                     uint64_t off);
+/* fdatasync every active member. */
+int array_flush (struct array *a);
+
+/* One lazy clearing pass (normally run by the array's own thread). */
+int64_t array_clear_pass (struct array *a);
+/* Start/stop the thread that runs a clearing pass every daemon_sleep s. */
+int array_start_daemon (struct array *a);
+
+/* Clean shutdown (SPEC §5) when CLEAN, then free.  Returns 0 or a negative
+ * errno (the array is freed either way). */
+int array_close (struct array *a, bool clean);
+
+uint64_t array_size (const struct array *a);
+unsigned array_daemon_sleep (const struct array *a);
+uint32_t array_slots (const struct array *a);
+enum member_state array_member_state (struct array *a, uint32_t slot);
+const char *array_member_name (struct array *a, uint32_t slot);
+uint64_t array_events (struct array *a);
+uint64_t array_dirty_chunks (struct array *a, uint64_t *total);
+
+#endif

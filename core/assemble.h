@@ -1,0 +1,64 @@
+/* The mount decision (SPEC §5 steps 1-3), as a pure function of what the
+ * member and bitmap files say, so it can be tested as a table. */
+#ifndef MDFUSE_ASSEMBLE_H
+#define MDFUSE_ASSEMBLE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bitmap/bitmap_format.h"
+#include "core/member.h"
+
+#define ASSEMBLE_MAX_SLOTS 32
+
+struct assemble_bitmap_in {
+  bool used;                    /* false with -o nobitmap */
+  const char *name;
+  int64_t file_size;
+  enum bitmap_header_status status;
+  struct bitmap_header hdr;
+  char why[160];
+};
+
+struct assemble_options {
+  bool degraded;                /* start without missing slots */
+  bool force;                   /* accept a bitmap newer than every member */
+};
+
+enum slot_state {
+  SLOT_CURRENT,                 /* in sync: read from, written to */
+  SLOT_BEHIND_BITMAP,           /* recover the set bits only */
+  SLOT_BEHIND_FULL,             /* recover everything */
+  SLOT_MISSING,                 /* not given: faulty */
+};
+
+enum bitmap_verdict {
+  BITMAP_USE_CURRENT,           /* resync the set bits */
+  BITMAP_USE_STALE,             /* set every bit: full resync */
+  BITMAP_UNUSED,                /* -o nobitmap */
+};
+
+struct assemble_plan {
+  uint32_t raid_disks;
+  uint64_t volume_bytes;
+  uint64_t events;              /* highest among the members */
+  size_t reference;             /* index of the first current member */
+  int member_of_slot[ASSEMBLE_MAX_SLOTS];  /* member index, or -1 */
+  enum slot_state slot[ASSEMBLE_MAX_SLOTS];
+  enum bitmap_verdict bitmap;
+  char bitmap_stale_reason[200];
+  /* Full resync of the current members from this sector on (no bitmap,
+   * dirty shutdown), or UINT64_MAX for none. */
+  uint64_t resync_from;
+  char warnings[512];           /* non-fatal findings, for the log */
+};
+
+/* Decide.  Returns 0 with PLAN filled, or -1 with ERR naming the file and
+ * the problem.  M[i].name is the member's path. */
+int assemble_decide (const struct member_probe *m, const char *const *names,
+                     size_t n, const struct assemble_bitmap_in *bm,
+                     const struct assemble_options *opts,
+                     struct assemble_plan *plan, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,190 @@
+#include <config.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bitmap/bitmap_format.h"
+#include "core/assemble.h"
+#include "core/create.h"
+#include "core/io.h"
+#include "core/log.h"
+#include "core/member.h"
+#include "core/superblock.h"
+#include "core/util.h"
+
+int
+create_check (const struct create_options *o, size_t nmembers)
+{
+  if (nmembers < 2) {
+    log_error ("a mirror needs at least two members (%zu given)", nmembers);
+    return -1;
+  }
+  if (nmembers > ASSEMBLE_MAX_SLOTS) {
+    log_error ("at most %d members are supported (%zu given)",
+               ASSEMBLE_MAX_SLOTS, nmembers);
+    return -1;
+  }
+  if (o->volume_bytes == 0 || o->volume_bytes % 4096 != 0) {
+    log_error ("volume size %" PRIu64 " is not a positive multiple of 4096 "
+               "bytes", o->volume_bytes);
+    return -1;
+  }
+  if (o->volume_bytes < 64 * 1024) {
+    log_error ("volume size %" PRIu64 " is too small (at least 64 KiB)",
+               o->volume_bytes);
+    return -1;
+  }
+  if (o->chunk && !bitmap_chunk_valid (o->chunk)) {
+    log_error ("chunk size %" PRIu64 " is not a power of two from 4 KiB to "
+               "1 GiB", o->chunk);
+    return -1;
+  }
+  uint64_t chunk = o->chunk ? o->chunk : bitmap_default_chunk (o->volume_bytes);
+  if (bitmap_chunks (o->volume_bytes, chunk) > BITMAP_MAX_BITS) {
+    log_error ("chunk size %" PRIu64 " gives %" PRIu64 " chunks, more than "
+               "%llu; choose a larger chunk", chunk,
+               bitmap_chunks (o->volume_bytes, chunk), BITMAP_MAX_BITS);
+    return -1;
+  }
+  if (o->name && strlen (o->name) > 32) {
+    log_error ("name '%s' is longer than 32 bytes", o->name);
+    return -1;
+  }
+  if (o->daemon_sleep > 3600) {
+    log_error ("daemon sleep %u s is out of range (1..3600)", o->daemon_sleep);
+    return -1;
+  }
+  return 0;
+}
+
+static struct io_file *
+create_file (const char *path, bool force)
+{
+  int flags = IO_OPEN_CREATE | IO_OPEN_LOCK | (force ? 0 : IO_OPEN_EXCL);
+  return io_posix_open (path, flags);
+}
+
+int
+create_array (const struct create_options *o, const char *const *members,
+              size_t n)
+{
+  if (create_check (o, n) < 0)
+    return -1;
+  for (size_t i = 0; i < n; i++)
+    for (size_t j = i + 1; j < n; j++)
+      if (strcmp (members[i], members[j]) == 0) {
+        log_error ("%s: given twice", members[i]);
+        return -1;
+      }
+
+  /* Refuse before creating anything if a file exists. */
+  if (!o->force) {
+    for (size_t i = 0; i <= n; i++) {
+      const char *p = i < n ? members[i] : o->bitmap;
+      if (p && access (p, F_OK) == 0) {
+        log_error ("%s: already exists (use --force to overwrite)", p);
+        return -1;
+      }
+    }
+  }
+
+  uint64_t chunk = o->chunk ? o->chunk : bitmap_default_chunk (o->volume_bytes);
+  uint64_t member_size = sb_member_size_for (o->volume_bytes);
+  struct md_sb sb;
+  memset (&sb, 0, sizeof sb);
+  if (random_bytes (sb.set_uuid, 16) < 0) {
+    log_error ("cannot get random bytes: %s", strerror (errno));
+    return -1;
+  }
+  snprintf (sb.set_name, sizeof sb.set_name, "%s", o->name ? o->name : "");
+  sb.ctime = sb.utime = (uint64_t) time (NULL);
+  sb.level = 1;
+  sb.raid_disks = (uint32_t) n;
+  sb.size = o->volume_bytes / 512;
+  sb.data_offset = 0;
+  sb.super_offset = sb_super_offset_for (member_size);
+  sb.data_size = sb.super_offset;
+  sb.events = 1;
+  sb.resync_offset = SB_RESYNC_CLEAN;   /* zeros everywhere: in sync */
+  sb.max_dev = (uint32_t) n;
+  for (uint32_t k = 0; k < n; k++)
+    sb.dev_roles[k] = (uint16_t) k;
+
+  size_t made = 0;
+  struct io_file *bio = NULL;
+  for (; made < n; made++) {
+    struct io_file *f = create_file (members[made], o->force);
+    if (!f)
+      goto undo;
+    int fd = io_posix_fd (f);
+    /* Sparse zeros: every member reads as zeros, so no initial sync. */
+    if (ftruncate (fd, 0) < 0 || ftruncate (fd, (off_t) member_size) < 0) {
+      log_error ("%s: cannot size to %" PRIu64 " bytes: %s", members[made],
+                 member_size, strerror (errno));
+      io_close (f);
+      made++;
+      goto undo;
+    }
+    sb.dev_number = (uint32_t) made;
+    random_bytes (sb.device_uuid, 16);
+    int r = member_write_sb (f, &sb);
+    io_close (f);
+    if (r < 0) {
+      log_error ("%s: cannot write the superblock: %s", members[made],
+                 strerror (-r));
+      made++;
+      goto undo;
+    }
+  }
+
+  if (o->bitmap) {
+    bio = create_file (o->bitmap, o->force);
+    if (!bio)
+      goto undo;
+    uint64_t chunks = bitmap_chunks (o->volume_bytes, chunk);
+    uint64_t bytes = bitmap_file_size (chunks);
+    uint8_t *buf = calloc (1, bytes);
+    if (!buf) {
+      log_error ("%s: out of memory", o->bitmap);
+      goto undo_bitmap;
+    }
+    struct bitmap_header h = {
+      .events = sb.events,
+      .events_cleared = sb.events,
+      .sync_size = sb.size,
+      .state = 0,
+      .chunksize = (uint32_t) chunk,
+      .daemon_sleep = o->daemon_sleep ? o->daemon_sleep
+        : BITMAP_DEFAULT_DAEMON_SLEEP,
+    };
+    memcpy (h.uuid, sb.set_uuid, 16);
+    bitmap_header_encode (&h, buf);
+    int fd = io_posix_fd (bio);
+    int r = ftruncate (fd, 0) < 0 ? -errno : 0;
+    if (r == 0)
+      r = io_pwrite_full (bio, buf, bytes, 0);
+    if (r == 0)
+      r = io_fdatasync (bio);
+    free (buf);
+    if (r < 0) {
+      log_error ("%s: cannot write the bitmap: %s", o->bitmap, strerror (-r));
+      goto undo_bitmap;
+    }
+    io_close (bio);
+  }
+  return 0;
+
+undo_bitmap:
+  io_close (bio);
+  unlink (o->bitmap);
+undo:
+  for (size_t i = 0; i < made; i++)
+    unlink (members[i]);
+  return -1;
+}

@@ -1,0 +1,25 @@
+/* Creating a new array: member files and the bitmap file (SPEC §7). */
+#ifndef MDFUSE_CREATE_H
+#define MDFUSE_CREATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct create_options {
+  uint64_t volume_bytes;
+  uint64_t chunk;               /* 0: the default for the size */
+  const char *name;             /* set_name, at most 32 bytes */
+  const char *bitmap;           /* path, or NULL for none */
+  unsigned daemon_sleep;        /* 0: default */
+  bool force;                   /* overwrite existing files */
+};
+
+/* Check OPTS without touching any file; -1 with a message logged. */
+int create_check (const struct create_options *opts, size_t nmembers);
+/* Create the files.  Returns 0, or -1 with a message naming the file (and
+ * the files created so far removed). */
+int create_array (const struct create_options *opts,
+                  const char *const *members, size_t nmembers);
+
+#endif

@@ -1,0 +1,207 @@
+#include <config.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/io.h"
+#include "core/log.h"
+
+int
+io_pread_full (struct io_file *f, void *buf, size_t len, uint64_t off)
+{
+  char *p = buf;
+  while (len > 0) {
+    ssize_t r = f->ops->pread (f, p, len, off);
+    if (r < 0)
+      return (int) r;
+    if (r == 0)
+      return -EIO;              /* short read: file shorter than expected */
+    p += r;
+    len -= (size_t) r;
+    off += (uint64_t) r;
+  }
+  return 0;
+}
+
+int
+io_pwrite_full (struct io_file *f, const void *buf, size_t len, uint64_t off)
+{
+  const char *p = buf;
+  while (len > 0) {
+    ssize_t r = f->ops->pwrite (f, p, len, off);
+    if (r < 0)
+      return (int) r;
+    if (r == 0)
+      return -ENOSPC;           /* a short write that makes no progress */
+    p += r;
+    len -= (size_t) r;
+    off += (uint64_t) r;
+  }
+  return 0;
+}
+
+int
+io_fdatasync (struct io_file *f)
+{
+  return f->ops->fdatasync (f);
+}
+
+int64_t
+io_size (struct io_file *f)
+{
+  return f->ops->size (f);
+}
+
+void
+io_close (struct io_file *f)
+{
+  if (f)
+    f->ops->close (f);
+}
+
+/* ---- POSIX backend ---- */
+
+struct posix_priv {
+  int fd;
+};
+
+static ssize_t
+posix_pread (struct io_file *f, void *buf, size_t len, uint64_t off)
+{
+  struct posix_priv *p = f->priv;
+  ssize_t r;
+  do
+    r = pread (p->fd, buf, len, (off_t) off);
+  while (r < 0 && errno == EINTR);
+  return r < 0 ? -errno : r;
+}
+
+static ssize_t
+posix_pwrite (struct io_file *f, const void *buf, size_t len, uint64_t off)
+{
+  struct posix_priv *p = f->priv;
+  ssize_t r;
+  do
+    r = pwrite (p->fd, buf, len, (off_t) off);
+  while (r < 0 && errno == EINTR);
+  return r < 0 ? -errno : r;
+}
+
+static int
+posix_fdatasync (struct io_file *f)
+{
+  struct posix_priv *p = f->priv;
+  /* Never retried on failure: the kernel reports a lost write once. */
+  return fdatasync (p->fd) < 0 ? -errno : 0;
+}
+
+static int64_t
+posix_size (struct io_file *f)
+{
+  struct posix_priv *p = f->priv;
+  struct stat st;
+  if (fstat (p->fd, &st) < 0)
+    return -errno;
+  return st.st_size;
+}
+
+static void
+posix_close (struct io_file *f)
+{
+  struct posix_priv *p = f->priv;
+  close (p->fd);
+  free (p);
+  free (f->name);
+  free (f);
+}
+
+static const struct io_ops posix_ops = {
+  .pread = posix_pread,
+  .pwrite = posix_pwrite,
+  .fdatasync = posix_fdatasync,
+  .size = posix_size,
+  .close = posix_close,
+};
+
+struct io_file *
+io_posix_open (const char *path, int flags)
+{
+  int oflags = O_CLOEXEC;
+  oflags |= (flags & IO_OPEN_READONLY) ? O_RDONLY : O_RDWR;
+  if (flags & IO_OPEN_CREATE)
+    oflags |= O_CREAT;
+  if (flags & IO_OPEN_EXCL)
+    oflags |= O_EXCL;
+
+  int fd = open (path, oflags, 0600);
+  if (fd < 0) {
+    int e = errno;
+    if (e == EEXIST)
+      log_error ("%s: already exists (use --force to overwrite)", path);
+    else
+      log_error ("%s: %s", path, strerror (e));
+    errno = e;
+    return NULL;
+  }
+
+  struct stat st;
+  if (fstat (fd, &st) < 0 || !S_ISREG (st.st_mode)) {
+    int e = errno;
+    if (!S_ISREG (st.st_mode)) {
+      log_error ("%s: not a regular file", path);
+      e = EINVAL;
+    }
+    else
+      log_error ("%s: %s", path, strerror (e));
+    close (fd);
+    errno = e;
+    return NULL;
+  }
+
+  if (flags & IO_OPEN_LOCK) {
+    struct flock fl = { .l_type = (flags & IO_OPEN_READONLY) ? F_RDLCK : F_WRLCK,
+                        .l_whence = SEEK_SET, .l_start = 0, .l_len = 0 };
+    if (fcntl (fd, F_OFD_SETLK, &fl) < 0) {
+      int e = errno;
+      if (e == EAGAIN || e == EACCES) {
+        log_error ("%s: in use by another mdfuse (the file is locked)", path);
+        e = EBUSY;
+      }
+      else
+        log_error ("%s: cannot lock: %s", path, strerror (e));
+      close (fd);
+      errno = e;
+      return NULL;
+    }
+  }
+
+  struct io_file *f = calloc (1, sizeof *f);
+  struct posix_priv *p = calloc (1, sizeof *p);
+  char *name = strdup (path);
+  if (!f || !p || !name) {
+    free (f);
+    free (p);
+    free (name);
+    close (fd);
+    log_error ("%s: out of memory", path);
+    errno = ENOMEM;
+    return NULL;
+  }
+  p->fd = fd;
+  f->ops = &posix_ops;
+  f->priv = p;
+  f->name = name;
+  return f;
+}
+
+int
+io_posix_fd (struct io_file *f)
+{
+  if (f->ops != &posix_ops)
+    return -1;
+  return ((struct posix_priv *) f->priv)->fd;
+}

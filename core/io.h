@@ -1,0 +1,51 @@
+/* The one I/O interface under every member and bitmap file access.
+ *
+ * Everything on disk that mdfuse touches goes through a struct io_file, so
+ * tests can put a recording, failing or crash-simulating backend under the
+ * real array code.  Backends return the number of bytes transferred, or a
+ * negative errno.
+ */
+#ifndef MDFUSE_IO_H
+#define MDFUSE_IO_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+struct io_file;
+
+struct io_ops {
+  ssize_t (*pread) (struct io_file *f, void *buf, size_t len, uint64_t off);
+  ssize_t (*pwrite) (struct io_file *f, const void *buf, size_t len,
+                     uint64_t off);
+  int (*fdatasync) (struct io_file *f);
+  /* Size in bytes, or a negative errno. */
+  int64_t (*size) (struct io_file *f);
+  void (*close) (struct io_file *f);
+};
+
+struct io_file {
+  const struct io_ops *ops;
+  char *name;                   /* path, for messages */
+  void *priv;
+};
+
+/* Full transfers: loop over short reads/writes.  Return 0 or a negative
+ * errno; a read past end of file is -EIO ("short read"). */
+int io_pread_full (struct io_file *f, void *buf, size_t len, uint64_t off);
+int io_pwrite_full (struct io_file *f, const void *buf, size_t len,
+                    uint64_t off);
+int io_fdatasync (struct io_file *f);
+int64_t io_size (struct io_file *f);
+void io_close (struct io_file *f);
+
+/* POSIX backend. */
+enum { IO_OPEN_READONLY = 1, IO_OPEN_LOCK = 2, IO_OPEN_CREATE = 4,
+       IO_OPEN_EXCL = 8 };
+/* Opens PATH; with IO_OPEN_LOCK takes an exclusive OFD lock on the whole
+ * file (refused with -EBUSY if another process holds it).  Returns NULL
+ * with errno set; a message naming the path has been logged. */
+struct io_file *io_posix_open (const char *path, int flags);
+/* The file descriptor under a POSIX io_file, or -1 for other backends. */
+int io_posix_fd (struct io_file *f);
+
+#endif

@@ -1,0 +1,70 @@
+#include <config.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <syslog.h>
+
+#include "core/log.h"
+
+static const char *program = "mdfuse";
+static bool use_syslog;
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void
+log_set_program (const char *name)
+{
+  program = name;
+}
+
+void
+log_use_syslog (bool on)
+{
+  if (on && !use_syslog)
+    openlog (program, LOG_PID, LOG_DAEMON);
+  use_syslog = on;
+}
+
+static void
+vlog (int prio, const char *level, const char *fmt, va_list ap)
+{
+  int saved = errno;
+  if (use_syslog)
+    vsyslog (prio, fmt, ap);
+  else {
+    pthread_mutex_lock (&log_lock);
+    fprintf (stderr, "%s: %s", program, level);
+    vfprintf (stderr, fmt, ap);
+    fputc ('\n', stderr);
+    pthread_mutex_unlock (&log_lock);
+  }
+  errno = saved;
+}
+
+void
+log_error (const char *fmt, ...)
+{
+  va_list ap;
+  va_start (ap, fmt);
+  vlog (LOG_ERR, "error: ", fmt, ap);
+  va_end (ap);
+}
+
+void
+log_warn (const char *fmt, ...)
+{
+  va_list ap;
+  va_start (ap, fmt);
+  vlog (LOG_WARNING, "warning: ", fmt, ap);
+  va_end (ap);
+}
+
+void
+log_info (const char *fmt, ...)
+{
+  va_list ap;
+  va_start (ap, fmt);
+  vlog (LOG_INFO, "", fmt, ap);
+  va_end (ap);
+}

@@ -1,0 +1,27 @@
+/* Reading and writing a member file's superblock. */
+#ifndef MDFUSE_MEMBER_H
+#define MDFUSE_MEMBER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/io.h"
+#include "core/superblock.h"
+
+/* What a member file says about itself. */
+struct member_probe {
+  int64_t file_size;            /* bytes, or a negative errno */
+  enum sb_status status;
+  struct md_sb sb;
+  char why[160];                /* for status != SB_VALID */
+};
+
+/* Read and decode the superblock of IO.  Returns 0 when the superblock
+ * was read (whatever it says: see probe->status), or a negative errno when
+ * the file could not be read (probe->why says why). */
+int member_probe (struct io_file *io, struct member_probe *probe);
+
+/* Encode SB and write it at its place (pwrite + fdatasync, SPEC §2). */
+int member_write_sb (struct io_file *io, const struct md_sb *sb);
+
+#endif

@@ -1,0 +1,580 @@
+/* mdfuse: the daemon.  FUSE glue only: it opens the files, hands them to
+ * the array (core/), and turns FUSE requests into array calls and error
+ * codes into replies.  No on-disk logic lives here. */
+#include <config.h>
+
+#define FUSE_USE_VERSION 312
+
+#include <errno.h>
+#include <fcntl.h>
+#include <fuse_lowlevel.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/array.h"
+#include "core/io.h"
+#include "core/log.h"
+#include "core/util.h"
+
+#define ROOT_INO FUSE_ROOT_ID
+#define VOLUME_INO 2
+#define VOLUME_NAME "volume"
+#define MAX_WRITE (1u << 20)
+
+struct mdfuse_config {
+  char *members;                /* "a:b:c" */
+  char *bitmap;
+  int nobitmap;
+  int degraded;
+  int force;
+  int bitmap_same_device;
+};
+
+struct mdfuse {
+  struct array *array;
+  uid_t uid;
+  gid_t gid;
+  time_t mount_time;
+  /* Writes since the last member sync: a FLUSH with nothing written has
+   * nothing to make durable. */
+  uint64_t writes_since_sync;
+};
+
+#define OPT(t, p) { t, offsetof (struct mdfuse_config, p), 1 }
+static const struct fuse_opt mdfuse_opts[] = {
+  { "bitmap=%s", offsetof (struct mdfuse_config, bitmap), 0 },
+  OPT ("nobitmap", nobitmap),
+  OPT ("degraded", degraded),
+  OPT ("force", force),
+  OPT ("bitmap_same_device", bitmap_same_device),
+  FUSE_OPT_END
+};
+
+static int
+opt_proc (void *data, const char *arg, int key, struct fuse_args *outargs)
+{
+  struct mdfuse_config *conf = data;
+  if (key == FUSE_OPT_KEY_NONOPT && !conf->members) {
+    conf->members = strdup (arg);
+    return 0;
+  }
+  return 1;
+}
+
+static void
+usage (const char *prog)
+{
+  printf ("Usage: %s [-f] [-d] -o bitmap=FILE[,OPTIONS] MEMBER:MEMBER[:...] "
+          "MOUNTPOINT\n\n"
+          "mdfuse options:\n"
+          "    -o bitmap=FILE         the write-intent bitmap file (on another "
+          "filesystem)\n"
+          "    -o nobitmap            run without a bitmap (full resync after a "
+          "crash)\n"
+          "    -o degraded            start even if a member is missing\n"
+          "    -o force               accept a bitmap newer than every member\n"
+          "    -o bitmap_same_device  allow the bitmap beside a member (tests "
+          "only)\n\n", prog);
+}
+
+/* ---- FUSE operations ---- */
+
+static void
+fill_attr (struct mdfuse *mf, fuse_ino_t ino, struct stat *st)
+{
+  memset (st, 0, sizeof *st);
+  st->st_ino = ino;
+  st->st_uid = mf->uid;
+  st->st_gid = mf->gid;
+  st->st_atime = st->st_mtime = st->st_ctime = mf->mount_time;
+  if (ino == ROOT_INO) {
+    st->st_mode = S_IFDIR | 0755;
+    st->st_nlink = 2;
+  }
+  else {
+    st->st_mode = S_IFREG | 0600;
+    st->st_nlink = 1;
+    st->st_size = (off_t) array_size (mf->array);
+    st->st_blocks = st->st_size / 512;
+    st->st_blksize = 4096;
+  }
+}
+
+static void
+op_init (void *userdata, struct fuse_conn_info *conn)
+{
+  conn->max_write = MAX_WRITE;
+  conn->max_background = 64;
+  conn->congestion_threshold = 48;
+  if (conn->capable & FUSE_CAP_ASYNC_DIO)
+    conn->want |= FUSE_CAP_ASYNC_DIO;
+  /* The volume's size never changes and nothing else writes it. */
+  conn->want &= ~(unsigned) FUSE_CAP_AUTO_INVAL_DATA;
+}
+
+static void
+op_lookup (fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+  struct mdfuse *mf = fuse_req_userdata (req);
+  if (parent != ROOT_INO || strcmp (name, VOLUME_NAME) != 0) {
+    fuse_reply_err (req, ENOENT);
+    return;
+  }
+  struct fuse_entry_param e;
+  memset (&e, 0, sizeof e);
+  e.ino = VOLUME_INO;
+  e.attr_timeout = 3600;
+  e.entry_timeout = 3600;
+  fill_attr (mf, VOLUME_INO, &e.attr);
+  fuse_reply_entry (req, &e);
+}
+
+static void
+op_getattr (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+  struct mdfuse *mf = fuse_req_userdata (req);
+  if (ino != ROOT_INO && ino != VOLUME_INO) {
+    fuse_reply_err (req, ENOENT);
+    return;
+  }
+  struct stat st;
+  fill_attr (mf, ino, &st);
+  fuse_reply_attr (req, &st, 3600);
+}
+
+static void
+op_setattr (fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+            struct fuse_file_info *fi)
+{
+  struct mdfuse *mf = fuse_req_userdata (req);
+  if (ino != VOLUME_INO) {
+    fuse_reply_err (req, EPERM);
+    return;
+  }
+  /* The volume never changes size (SPEC §7). */
+  if ((to_set & FUSE_SET_ATTR_SIZE)
+      && (uint64_t) attr->st_size != array_size (mf->array)) {
+    fuse_reply_err (req, EINVAL);
+    return;
+  }
+  if (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
+    fuse_reply_err (req, EPERM);
+    return;
+  }
+  struct stat st;
+  fill_attr (mf, ino, &st);       /* times: accepted, not kept */
+  fuse_reply_attr (req, &st, 3600);
+}
+
+static void
+op_open (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+  if (ino != VOLUME_INO) {
+    fuse_reply_err (req, EISDIR);
+    return;
+  }
+  /* No page cache in the kernel for the volume: every write reaches us
+   * (and the members) in order, and fsync has nothing hidden above us. */
+  fi->direct_io = 1;
+  fi->keep_cache = 0;
+  fuse_reply_open (req, fi);
+}
+
+static void
+op_read (fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+         struct fuse_file_info *fi)
+{
+  struct mdfuse *mf = fuse_req_userdata (req);
+  void *buf = NULL;
+  if (size > 0 && posix_memalign (&buf, 4096, size) != 0) {
+    fuse_reply_err (req, ENOMEM);
+    return;
+  }
+  ssize_t r = array_read (mf->array, buf, size, (uint64_t) off);
+  if (r < 0)
+    fuse_reply_err (req, (int) -r);
+  else
+    fuse_reply_buf (req, buf, (size_t) r);
+  free (buf);
+}
+
+static void
+op_write (fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
+          off_t off, struct fuse_file_info *fi)
+{
+  struct mdfuse *mf = fuse_req_userdata (req);
+  ssize_t r = array_write (mf->array, buf, size, (uint64_t) off);
+  if (r >= 0) {
+    __atomic_add_fetch (&mf->writes_since_sync, 1, __ATOMIC_RELAXED);
+    /* An O_DSYNC/O_SYNC write is durable before its reply. */
+    if (fi->flags & (O_DSYNC | O_SYNC)) {
+      int s = array_flush (mf->array);
+      if (s < 0) {
+        fuse_reply_err (req, -s);
+        return;
+      }
+    }
+    fuse_reply_write (req, (size_t) r);
+  }
+  else
+    fuse_reply_err (req, (int) -r);
+}
+
+static int
+sync_if_written (struct mdfuse *mf)
+{
+  uint64_t w = __atomic_exchange_n (&mf->writes_since_sync, 0,
+                                    __ATOMIC_ACQ_REL);
+  (void) w;
+  /* fsync always syncs: a write acknowledged before it must be durable,
+   * even if its count was taken by a concurrent sync that has not yet
+   * finished. */
+  return array_flush (mf->array);
+}
+
+static void
+op_flush (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+  struct mdfuse *mf = fuse_req_userdata (req);
+  int r = 0;
+  if (__atomic_load_n (&mf->writes_since_sync, __ATOMIC_ACQUIRE) > 0)
+    r = sync_if_written (mf);
+  fuse_reply_err (req, r < 0 ? -r : 0);
+}
+
+static void
+op_fsync (fuse_req_t req, fuse_ino_t ino, int datasync,
+          struct fuse_file_info *fi)
+{
+  struct mdfuse *mf = fuse_req_userdata (req);
+  int r = sync_if_written (mf);
+  fuse_reply_err (req, r < 0 ? -r : 0);
+}
+
+static void
+op_release (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+  fuse_reply_err (req, 0);
+}
+
+static void
+op_opendir (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+  if (ino != ROOT_INO) {
+    fuse_reply_err (req, ENOTDIR);
+    return;
+  }
+  fuse_reply_open (req, fi);
+}
+
+static void
+op_readdir (fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+            struct fuse_file_info *fi)
+{
+  struct mdfuse *mf = fuse_req_userdata (req);
+  char buf[512];
+  size_t used = 0;
+  static const struct { const char *name; fuse_ino_t ino; } ents[] = {
+    { ".", ROOT_INO }, { "..", ROOT_INO }, { VOLUME_NAME, VOLUME_INO },
+  };
+  for (off_t i = off; i < 3; i++) {
+    struct stat st;
+    fill_attr (mf, ents[i].ino, &st);
+    size_t need = fuse_add_direntry (req, buf + used, sizeof buf - used,
+                                     ents[i].name, &st, i + 1);
+    if (need > sizeof buf - used || used + need > size)
+      break;
+    used += need;
+  }
+  fuse_reply_buf (req, buf, used);
+}
+
+static void
+op_statfs (fuse_req_t req, fuse_ino_t ino)
+{
+  struct mdfuse *mf = fuse_req_userdata (req);
+  struct statvfs sv;
+  memset (&sv, 0, sizeof sv);
+  sv.f_bsize = sv.f_frsize = 4096;
+  sv.f_blocks = array_size (mf->array) / 4096;
+  sv.f_files = 2;
+  sv.f_namemax = 255;
+  fuse_reply_statfs (req, &sv);
+}
+
+static void
+op_fallocate (fuse_req_t req, fuse_ino_t ino, int mode, off_t off,
+              off_t len, struct fuse_file_info *fi)
+{
+  /* Would change the size or punch holes in one member's view. */
+  fuse_reply_err (req, EOPNOTSUPP);
+}
+
+static const struct fuse_lowlevel_ops mdfuse_ops = {
+  .init = op_init,
+  .lookup = op_lookup,
+  .getattr = op_getattr,
+  .setattr = op_setattr,
+  .open = op_open,
+  .read = op_read,
+  .write = op_write,
+  .flush = op_flush,
+  .fsync = op_fsync,
+  .release = op_release,
+  .opendir = op_opendir,
+  .readdir = op_readdir,
+  .statfs = op_statfs,
+  .fallocate = op_fallocate,
+};
+
+/* ---- opening the files ---- */
+
+/* A file placed under the mount point would live on the volume itself:
+ * every write would wait for itself. */
+static bool
+below_mountpoint (const char *path, const char *mnt_real)
+{
+  char dir[PATH_MAX];
+  snprintf (dir, sizeof dir, "%s", path);
+  char *slash = strrchr (dir, '/');
+  if (slash == dir)
+    dir[1] = '\0';
+  else if (slash)
+    *slash = '\0';
+  else
+    snprintf (dir, sizeof dir, ".");
+  char real[PATH_MAX];
+  if (!realpath (dir, real))
+    return false;
+  size_t n = strlen (mnt_real);
+  return strncmp (real, mnt_real, n) == 0 && (real[n] == '/' || real[n] == '\0');
+}
+
+static int
+split_members (char *list, char **out, size_t max)
+{
+  size_t n = 0;
+  for (char *save = NULL, *tok = strtok_r (list, ":", &save); tok;
+       tok = strtok_r (NULL, ":", &save)) {
+    if (n == max) {
+      log_error ("too many members (at most %zu)", max);
+      return -1;
+    }
+    out[n++] = tok;
+  }
+  return (int) n;
+}
+
+static struct array *
+open_array (struct mdfuse_config *conf, const char *mountpoint)
+{
+  char *paths[32];
+  int n = split_members (conf->members, paths, 32);
+  if (n < 1)
+    return NULL;
+  char mnt_real[PATH_MAX];
+  if (!realpath (mountpoint, mnt_real)) {
+    log_error ("%s: %s", mountpoint, strerror (errno));
+    return NULL;
+  }
+  struct stat st;
+  if (stat (mnt_real, &st) < 0 || !S_ISDIR (st.st_mode)) {
+    log_error ("%s: not a directory", mountpoint);
+    return NULL;
+  }
+
+  struct io_file *members[32] = { 0 };
+  struct io_file *bitmap = NULL;
+  dev_t devs[32];
+  int opened = 0;
+  for (int i = 0; i < n; i++) {
+    if (below_mountpoint (paths[i], mnt_real)) {
+      log_error ("%s: is below the mount point %s: the volume cannot hold "
+                 "its own member", paths[i], mountpoint);
+      goto fail;
+    }
+    for (int j = 0; j < i; j++)
+      if (strcmp (paths[i], paths[j]) == 0) {
+        log_error ("%s: given twice", paths[i]);
+        goto fail;
+      }
+    members[i] = io_posix_open (paths[i], IO_OPEN_LOCK);
+    if (!members[i]) {
+      if (!conf->degraded || errno == EBUSY)
+        goto fail;
+      log_warn ("%s: starting without it (-o degraded)", paths[i]);
+      continue;
+    }
+    fstat (io_posix_fd (members[i]), &st);
+    devs[i] = st.st_dev;
+    opened++;
+  }
+  if (opened == 0) {
+    log_error ("no member could be opened");
+    goto fail;
+  }
+
+  if (!conf->nobitmap) {
+    if (!conf->bitmap) {
+      log_error ("no bitmap given: use -o bitmap=FILE (on another "
+                 "filesystem), or -o nobitmap");
+      goto fail;
+    }
+    if (below_mountpoint (conf->bitmap, mnt_real)) {
+      log_error ("%s: is below the mount point %s: the volume cannot hold "
+                 "its own bitmap", conf->bitmap, mountpoint);
+      goto fail;
+    }
+    bitmap = io_posix_open (conf->bitmap, IO_OPEN_LOCK);
+    if (!bitmap)
+      goto fail;
+    fstat (io_posix_fd (bitmap), &st);
+    for (int i = 0; i < n; i++) {
+      if (!members[i] || devs[i] != st.st_dev)
+        continue;
+      if (!conf->bitmap_same_device) {
+        log_error ("%s: bitmap is on the same filesystem as member %s; a "
+                   "write-intent bitmap must be on a different device "
+                   "(-o bitmap_same_device overrides this, for tests only)",
+                   conf->bitmap, paths[i]);
+        goto fail;
+      }
+      log_warn ("%s: bitmap on the same filesystem as %s "
+                "(bitmap_same_device): a failure of that device loses both",
+                conf->bitmap, paths[i]);
+      break;
+    }
+  }
+
+  struct array_options ao = {
+    .nobitmap = conf->nobitmap,
+    .degraded = conf->degraded,
+    .force = conf->force,
+  };
+  return array_assemble (members, (size_t) n, bitmap, &ao);
+
+fail:
+  for (int i = 0; i < n; i++)
+    io_close (members[i]);
+  io_close (bitmap);
+  return NULL;
+}
+
+int
+main (int argc, char **argv)
+{
+  log_set_program ("mdfuse");
+  struct fuse_args args = FUSE_ARGS_INIT (argc, argv);
+  struct mdfuse_config conf = { 0 };
+  struct fuse_cmdline_opts opts = { 0 };
+  int rc = 1;
+  struct fuse_session *se = NULL;
+  struct mdfuse mf = { 0 };
+
+  if (fuse_opt_parse (&args, &conf, mdfuse_opts, opt_proc) < 0)
+    return 1;
+  if (fuse_parse_cmdline (&args, &opts) != 0)
+    return 1;
+  if (opts.show_help) {
+    usage (argv[0]);
+    fuse_cmdline_help ();
+    fuse_lowlevel_help ();
+    rc = 0;
+    goto out;
+  }
+  if (opts.show_version) {
+    printf ("mdfuse %s\n", PACKAGE_VERSION);
+    fuse_lowlevel_version ();
+    rc = 0;
+    goto out;
+  }
+  if (!conf.members || !opts.mountpoint) {
+    usage (argv[0]);
+    goto out;
+  }
+  if (access ("/dev/fuse", R_OK | W_OK) != 0) {
+    log_error ("/dev/fuse: %s; load the fuse module (modprobe fuse) and "
+               "install fuse3", strerror (errno));
+    goto out;
+  }
+
+  mf.array = open_array (&conf, opts.mountpoint);
+  if (!mf.array)
+    goto out;
+
+  struct array_resync_stats rs;
+  if (array_resync (mf.array, &rs) < 0) {
+    log_error ("resync failed; not mounting");
+    array_close (mf.array, false);
+    mf.array = NULL;
+    goto out;
+  }
+  char bytes[32];
+  format_bytes (rs.bytes_copied, bytes, sizeof bytes);
+  log_info ("resync: copied %" PRIu64 " of %" PRIu64 " chunks (%" PRIu64
+            " bytes, %s) in %.3f s%s", rs.chunks_copied, rs.chunks_total,
+            rs.bytes_copied, bytes, rs.seconds, rs.full ? " (full)" : "");
+
+  mf.uid = getuid ();
+  mf.gid = getgid ();
+  mf.mount_time = time (NULL);
+  se = fuse_session_new (&args, &mdfuse_ops, sizeof mdfuse_ops, &mf);
+  if (!se)
+    goto out_array;
+  if (fuse_set_signal_handlers (se) != 0)
+    goto out_session;
+  if (fuse_session_mount (se, opts.mountpoint) != 0) {
+    log_error ("%s: cannot mount", opts.mountpoint);
+    goto out_signals;
+  }
+  fuse_daemonize (opts.foreground);
+  if (!opts.foreground)
+    log_use_syslog (true);
+  /* After daemonizing: a fork keeps no threads. */
+  if (array_start_daemon (mf.array) < 0)
+    goto out_unmount;
+  log_info ("%s: serving %s (%" PRIu64 " bytes)", opts.mountpoint,
+            VOLUME_NAME, array_size (mf.array));
+
+  struct fuse_loop_config *lc = fuse_loop_cfg_create ();
+  int lr;
+  if (lc) {
+    fuse_loop_cfg_set_clone_fd (lc, opts.clone_fd);
+    fuse_loop_cfg_set_max_threads (lc, opts.max_threads ? opts.max_threads : 16);
+    fuse_loop_cfg_set_idle_threads (lc, opts.max_idle_threads == UINT_MAX
+                                    ? 8 : opts.max_idle_threads);
+    lr = opts.singlethread ? fuse_session_loop (se)
+      : fuse_session_loop_mt (se, lc);
+    fuse_loop_cfg_destroy (lc);
+  }
+  else
+    lr = fuse_session_loop (se);
+  rc = lr == 0 ? 0 : 1;
+
+out_unmount:
+  fuse_session_unmount (se);
+out_signals:
+  fuse_remove_signal_handlers (se);
+out_session:
+  fuse_session_destroy (se);
+out_array:
+  /* Every request has been answered: shut down cleanly (SPEC §5). */
+  if (array_close (mf.array, true) < 0)
+    rc = 1;
+  else if (rc == 0)
+    log_info ("clean shutdown");
+out:
+  free (opts.mountpoint);
+  free (conf.members);
+  free (conf.bitmap);
+  fuse_opt_free_args (&args);
+  return rc;
+}

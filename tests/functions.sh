@@ -1,0 +1,679 @@
+# shellcheck shell=bash
+# mdfuse: functions shared by the shell tests (and tools/demo).
+#
+# Source it first thing:
+#     . "$(dirname "${BASH_SOURCE[0]}")/functions.sh"
+#
+# It sets `set -euo pipefail` and installs ONE exit trap that runs every
+# cleanup registered with cleanup_fn, newest first, whatever the exit status.
+# The helpers below register their own undo (umount, losetup -d, killing the
+# daemon they started, by pid), so a failing test leaves nothing mounted or
+# attached.
+#
+# Helpers that register a cleanup must not run in a subshell (no $(...)
+# around them): a registration made in a subshell is lost.  They return
+# their results in global variables instead (tmpdir, loop_dev, MDFUSE_PID,
+# MDFUSE_MNT, MDFUSE_LOG).
+
+set -euo pipefail
+shopt -s inherit_errexit
+
+test_name=$(basename "$0" .sh)
+
+# Results of the helpers (see above).
+# shellcheck disable=SC2034
+{
+    tmpdir=
+    loop_dev=
+    MDFUSE_PID=
+    MDFUSE_MNT=
+    MDFUSE_LOG=
+}
+
+# ---------------------------------------------------------------------------
+# Binaries under test.
+# ---------------------------------------------------------------------------
+
+_functions_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+: "${top_srcdir:=$(cd "$_functions_dir/.." && pwd)}"
+: "${top_builddir:=$top_srcdir}"
+top_builddir=$(cd "$top_builddir" && pwd)
+: "${MDFUSE:=$top_builddir/fuse/mdfuse}"
+: "${MDFUSECTL:=$top_builddir/tools/mdfusectl}"
+
+# A relative path to a binary would break as soon as a helper changes
+# directory; a bare name is looked up on PATH and left alone.
+_abspath() {
+    case $1 in
+    /*) printf '%s\n' "$1" ;;
+    */*) printf '%s/%s\n' "$PWD" "$1" ;;
+    *) printf '%s\n' "$1" ;;
+    esac
+}
+MDFUSE=$(_abspath "$MDFUSE")
+MDFUSECTL=$(_abspath "$MDFUSECTL")
+
+# ---------------------------------------------------------------------------
+# Messages.
+# ---------------------------------------------------------------------------
+
+info() { printf '%s: %s\n' "$test_name" "$*" >&2; }
+
+# fail MSG: report and exit 1.  While the cleanup hooks run it only reports
+# (and returns 1), so that one failed undo does not skip the others.
+fail() {
+    printf '%s: FAIL: %s\n' "$test_name" "$*" >&2
+    if [[ -n ${_in_cleanup:-} ]]; then
+        return 1
+    fi
+    exit 1
+}
+
+# ---------------------------------------------------------------------------
+# Cleanup stack.
+# ---------------------------------------------------------------------------
+
+_cleanup_hooks=()
+
+# cleanup_fn CMD [ARG...]: run CMD ARG... at exit.  Sets CLEANUP_ID, which
+# cleanup_cancel takes to drop the hook once its work is done by hand.
+cleanup_fn() {
+    _cleanup_hooks+=("$(printf '%q ' "$@")")
+    CLEANUP_ID=$((${#_cleanup_hooks[@]} - 1))
+}
+
+cleanup_cancel() {
+    _cleanup_hooks[$1]=""
+}
+
+_run_cleanup_hooks() {
+    local status=$? i
+    trap - EXIT
+    trap '' INT TERM HUP
+    set +e
+    _in_cleanup=1
+    for ((i = ${#_cleanup_hooks[@]} - 1; i >= 0; i--)); do
+        if [[ -n ${_cleanup_hooks[i]} ]]; then
+            eval "${_cleanup_hooks[i]}"
+        fi
+    done
+    if [[ $status -ne 0 && $status -ne 77 ]]; then
+        printf '%s: exit status %d\n' "$test_name" "$status" >&2
+    fi
+    exit "$status"
+}
+
+trap _run_cleanup_hooks EXIT
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---------------------------------------------------------------------------
+# Requirements.  A missing tool skips (77) on a developer's machine; under CI
+# it fails, so that CI never passes by skipping.
+# ---------------------------------------------------------------------------
+
+_in_ci() {
+    case ${CI:-} in
+    '' | false | 0) return 1 ;;
+    *) return 0 ;;
+    esac
+}
+
+_skip_or_fail() {
+    if _in_ci; then
+        printf '%s: FAIL: %s (CI=%s: a missing requirement is a failure)\n' \
+            "$test_name" "$1" "$CI" >&2
+        exit 1
+    fi
+    printf '%s: SKIP: %s\n' "$test_name" "$1" >&2
+    exit 77
+}
+
+# requires CMD: CMD must be on PATH.
+# requires CMD ARG...: running CMD ARG... must succeed.
+requires() {
+    if [[ $# -eq 1 ]]; then
+        command -v "$1" >/dev/null 2>&1 ||
+            _skip_or_fail "required command '$1' not found"
+    else
+        "$@" </dev/null >/dev/null 2>&1 ||
+            _skip_or_fail "required command '$*' failed"
+    fi
+}
+
+require_root() {
+    [[ $(id -u) -eq 0 ]] || _skip_or_fail "this test must run as root"
+}
+
+require_fuse() {
+    [[ -c /dev/fuse ]] || _skip_or_fail "/dev/fuse is missing"
+    requires fusermount3
+}
+
+# The binaries under test are never skipped for: if they are missing the
+# build is broken.
+require_binaries() {
+    [[ -x $MDFUSE ]] || command -v "$MDFUSE" >/dev/null 2>&1 ||
+        fail "mdfuse binary not found: $MDFUSE (set MDFUSE)"
+    [[ -x $MDFUSECTL ]] || command -v "$MDFUSECTL" >/dev/null 2>&1 ||
+        fail "mdfusectl binary not found: $MDFUSECTL (set MDFUSECTL)"
+}
+
+# The common requirements of the FUSE tests.
+require_mdfuse_env() {
+    require_root
+    require_fuse
+    requires findmnt
+    requires losetup
+    requires mountpoint
+    requires cmp
+    requires od
+    requires awk
+    requires sha256sum
+    requires timeout
+    require_binaries
+}
+
+# ---------------------------------------------------------------------------
+# Temporary directory.
+# ---------------------------------------------------------------------------
+
+# make_tmpdir: sets tmpdir (absolute, canonical).  Removed at exit without
+# crossing into anything still mounted below it.
+make_tmpdir() {
+    tmpdir=$(mktemp -d "${TMPDIR:-/tmp}/mdfuse-$test_name.XXXXXX")
+    tmpdir=$(realpath "$tmpdir")
+    cleanup_fn rm -rf --one-file-system "$tmpdir"
+}
+
+# ---------------------------------------------------------------------------
+# Mounts.  They are looked up in /proc/self/mountinfo, never by stat(): a
+# dead FUSE mount answers stat() with ENOTCONN.
+# ---------------------------------------------------------------------------
+
+# is_mounted DIR: DIR (canonical path) is a mount point.
+is_mounted() {
+    awk -v m="$1" '$5 == m { found = 1 } END { exit !found }' \
+        /proc/self/mountinfo
+}
+
+# mount_fstype DIR: prints the type of the topmost mount on DIR.
+mount_fstype() {
+    awk -v m="$1" '
+        $5 == m { for (i = 7; i <= NF; i++) if ($i == "-") { t = $(i + 1); break } }
+        END { if (t == "") exit 1; print t }' /proc/self/mountinfo
+}
+
+# unmount_if_mounted DIR: unmount everything stacked on DIR, lazily when a
+# plain unmount is refused.  Quiet when nothing is mounted.
+unmount_if_mounted() {
+    local dir=$1 n=0 type
+    while is_mounted "$dir" && [[ $n -lt 8 ]]; do
+        n=$((n + 1))
+        type=$(mount_fstype "$dir") || type=
+        case $type in
+        fuse | fuse.*)
+            fusermount3 -u -z "$dir" 2>/dev/null || umount -l "$dir" || true
+            ;;
+        *)
+            umount "$dir" 2>/dev/null || umount -l "$dir" || true
+            ;;
+        esac
+    done
+}
+
+# make_bitmap_mount DIR: a small tmpfs on DIR, so that the bitmap file is on
+# another file system than the members (SPEC §3).
+make_bitmap_mount() {
+    local dir=$1
+    mkdir -p "$dir"
+    dir=$(realpath "$dir")
+    mount -t tmpfs -o size=16M,mode=0700 mdfuse-test-bitmap "$dir" ||
+        fail "cannot mount a tmpfs on $dir"
+    cleanup_fn unmount_if_mounted "$dir"
+}
+
+declare -A _ext4_dev=()
+
+# mount_ext4 DEV DIR [OPTIONS]
+mount_ext4() {
+    local dev=$1 dir=$2 opts=${3:-}
+    mkdir -p "$dir"
+    dir=$(realpath "$dir")
+    mount -t ext4 ${opts:+-o "$opts"} "$dev" "$dir" ||
+        fail "mount -t ext4 $dev $dir failed"
+    _ext4_dev[$dir]=$dev
+    cleanup_fn unmount_if_mounted "$dir"
+}
+
+# umount_ext4 DIR: a plain unmount, which must succeed.
+umount_ext4() {
+    local dir
+    dir=$(realpath "$1")
+    umount "$dir" || fail "umount $dir failed"
+    unset '_ext4_dev[$dir]'
+}
+
+# ---------------------------------------------------------------------------
+# Loop devices.
+# ---------------------------------------------------------------------------
+
+declare -A _loop_backing=() _loop_cleanup_id=()
+
+# attach_loop FILE [VAR]: attach FILE to a free loop device; its name goes
+# into VAR (default loop_dev).  Detached at exit.
+attach_loop() {
+    local file=$1 var=${2:-loop_dev} dev
+    dev=$(losetup -f --show "$file") || fail "losetup -f --show $file failed"
+    _loop_backing[$dev]=$file
+    cleanup_fn _detach_loop_cleanup "$dev"
+    _loop_cleanup_id[$dev]=$CLEANUP_ID
+    printf -v "$var" '%s' "$dev"
+}
+
+# _loop_in_use DEV FILE: DEV still has FILE as its backing file.
+_loop_in_use() {
+    local back
+    back=$(losetup -n -O BACK-FILE "$1" 2>/dev/null) || return 1
+    back=${back%% (deleted)}
+    [[ -n $back && $back == "$2" ]]
+}
+
+# detach_loop DEV: losetup -d, then wait until the kernel has let go of the
+# backing file (a deferred detach completes on the last close).
+detach_loop() {
+    local dev=$1 file i
+    file=${_loop_backing[$dev]:-}
+    [[ -n $file ]] || fail "detach_loop: $dev was not attached by this test"
+    losetup -d "$dev" || fail "losetup -d $dev failed"
+    for ((i = 0; i < 100; i++)); do
+        _loop_in_use "$dev" "$file" || break
+        sleep 0.1
+    done
+    ! _loop_in_use "$dev" "$file" || fail "$dev still holds $file after losetup -d"
+    cleanup_cancel "${_loop_cleanup_id[$dev]}"
+    unset '_loop_backing[$dev]' '_loop_cleanup_id[$dev]'
+}
+
+_detach_loop_cleanup() {
+    local dev=$1 file i
+    file=${_loop_backing[$dev]:-}
+    [[ -n $file ]] || return 0
+    for ((i = 0; i < 20; i++)); do
+        _loop_in_use "$dev" "$file" || break
+        losetup -d "$dev" 2>/dev/null || true
+        sleep 0.2
+    done
+    unset '_loop_backing[$dev]' '_loop_cleanup_id[$dev]'
+}
+
+# ---------------------------------------------------------------------------
+# The daemon.
+# ---------------------------------------------------------------------------
+
+declare -A _mdfuse_mnt=() _mdfuse_log=()
+_mdfuse_seq=0
+
+# _pid_running PID: PID exists and is not a zombie.
+_pid_running() {
+    local stat
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    stat=${stat##*) }
+    [[ ${stat%% *} != Z ]]
+}
+
+# _wait_pid_exit PID SECONDS
+_wait_pid_exit() {
+    local pid=$1 deadline=$((SECONDS + $2))
+    while _pid_running "$pid"; do
+        [[ $SECONDS -lt $deadline ]] || return 1
+        sleep 0.1
+    done
+}
+
+_show_log() {
+    if [[ -s $1 ]]; then
+        printf '%s: --- %s ---\n' "$test_name" "$1" >&2
+        cat "$1" >&2
+        printf '%s: --- end of log ---\n' "$test_name" >&2
+    fi
+}
+
+# start_mdfuse ARG... MOUNTPOINT: run "$MDFUSE -f ARG... MOUNTPOINT" in the
+# background, its output in a log file, and wait until MOUNTPOINT is a FUSE
+# mount holding `volume`.  Sets MDFUSE_PID, MDFUSE_MNT (canonical) and
+# MDFUSE_LOG.  At exit the daemon (that pid only) is stopped and its mount
+# removed.
+start_mdfuse() {
+    local mnt=${!#} log pid type deadline status
+    [[ -d $mnt ]] || fail "start_mdfuse: mount point $mnt is not a directory"
+    mnt=$(realpath "$mnt")
+    _mdfuse_seq=$((_mdfuse_seq + 1))
+    log=${tmpdir:-/tmp}/mdfuse.$_mdfuse_seq.log
+    info "starting: mdfuse -f $*"
+    "$MDFUSE" -f "$@" </dev/null >"$log" 2>&1 &
+    pid=$!
+    _mdfuse_mnt[$pid]=$mnt
+    _mdfuse_log[$pid]=$log
+    cleanup_fn _mdfuse_cleanup "$pid"
+    # shellcheck disable=SC2034
+    MDFUSE_PID=$pid MDFUSE_MNT=$mnt MDFUSE_LOG=$log
+
+    deadline=$((SECONDS + ${MDFUSE_START_TIMEOUT:-20}))
+    while :; do
+        if ! _pid_running "$pid"; then
+            status=0
+            wait "$pid" || status=$?
+            unset '_mdfuse_mnt[$pid]' '_mdfuse_log[$pid]'
+            _show_log "$log"
+            fail "mdfuse exited with status $status before mounting $mnt"
+        fi
+        type=$(mount_fstype "$mnt") || type=
+        case $type in
+        fuse | fuse.*)
+            if [[ -f $mnt/volume ]]; then
+                break
+            fi
+            ;;
+        esac
+        if [[ $SECONDS -ge $deadline ]]; then
+            _show_log "$log"
+            fail "mdfuse did not mount $mnt within ${MDFUSE_START_TIMEOUT:-20} s"
+        fi
+        sleep 0.1
+    done
+}
+
+# stop_mdfuse: clean unmount (fusermount3 -u) of the daemon started last,
+# which must then exit with status 0.
+stop_mdfuse() {
+    local pid=$MDFUSE_PID mnt log i status=0
+    mnt=${_mdfuse_mnt[$pid]:-}
+    log=${_mdfuse_log[$pid]:-}
+    [[ -n $mnt ]] || fail "stop_mdfuse: no running mdfuse with pid $pid"
+    # A loop device detached a moment ago may still hold `volume` open
+    # for a little while (deferred detach): retry on EBUSY.
+    for ((i = 0; ; i++)); do
+        if fusermount3 -u "$mnt"; then
+            break
+        fi
+        if [[ $i -ge 20 ]]; then
+            fail "fusermount3 -u $mnt failed"
+        fi
+        sleep 0.5
+    done
+    if ! _wait_pid_exit "$pid" "${MDFUSE_STOP_TIMEOUT:-60}"; then
+        _show_log "$log"
+        fail "mdfuse (pid $pid) still running ${MDFUSE_STOP_TIMEOUT:-60} s after fusermount3 -u"
+    fi
+    wait "$pid" || status=$?
+    unset '_mdfuse_mnt[$pid]' '_mdfuse_log[$pid]'
+    if [[ $status -ne 0 ]]; then
+        _show_log "$log"
+        fail "mdfuse exited with status $status after a clean unmount"
+    fi
+    ! is_mounted "$mnt" || fail "$mnt still mounted after mdfuse exited"
+}
+
+# _teardown_over MNT: after the daemon serving MNT died, undo what sits on
+# it, in this order: the ext4 mounts on loop devices backed by MNT/*, those
+# loop devices, then the dead FUSE mount itself.
+_teardown_over() {
+    local mnt=$1 dir dev
+    for dir in "${!_ext4_dev[@]}"; do
+        dev=${_ext4_dev[$dir]}
+        if [[ ${_loop_backing[$dev]:-} == "$mnt"/* ]]; then
+            umount "$dir" 2>/dev/null || umount -l "$dir" || true
+            unset '_ext4_dev[$dir]'
+        fi
+    done
+    for dev in "${!_loop_backing[@]}"; do
+        if [[ ${_loop_backing[$dev]} == "$mnt"/* ]]; then
+            detach_loop "$dev"
+        fi
+    done
+    if is_mounted "$mnt"; then
+        fusermount3 -u -z "$mnt" || umount -l "$mnt" || true
+    fi
+    ! is_mounted "$mnt" || fail "$mnt still mounted after lazy unmount"
+}
+
+# kill_mdfuse [CMD...]: SIGKILL the daemon started last, run CMD (e.g. stop
+# the writers) once it is dead, then tear down the dead mount stack.
+kill_mdfuse() {
+    local pid=$MDFUSE_PID mnt
+    mnt=${_mdfuse_mnt[$pid]:-}
+    [[ -n $mnt ]] || fail "kill_mdfuse: no running mdfuse with pid $pid"
+    info "SIGKILL mdfuse (pid $pid)"
+    kill -KILL "$pid"
+    wait "$pid" 2>/dev/null || true
+    unset '_mdfuse_mnt[$pid]' '_mdfuse_log[$pid]'
+    if [[ $# -gt 0 ]]; then
+        "$@"
+    fi
+    _teardown_over "$mnt"
+}
+
+_mdfuse_cleanup() {
+    local pid=$1 mnt
+    mnt=${_mdfuse_mnt[$pid]:-}
+    [[ -n $mnt ]] || return 0 # stopped or killed by the test already
+    # Our own child, not reaped yet: its pid cannot have been reused.
+    kill -TERM "$pid" 2>/dev/null || true
+    if ! _wait_pid_exit "$pid" 10; then
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+    unset '_mdfuse_mnt[$pid]' '_mdfuse_log[$pid]'
+    _teardown_over "$mnt"
+}
+
+# expect_mount_refused NEEDLE ARG... MOUNTPOINT: mdfuse must refuse to mount
+# (non-zero exit, before mounting) with NEEDLE (a file name) on stderr.  A
+# daemon that mounts anyway is stopped by timeout.
+expect_mount_refused() {
+    local needle=$1 mnt=${!#} status=0 err
+    shift
+    err=$tmpdir/refused.err
+    info "expect refusal naming '$needle': mdfuse -f $*"
+    timeout -k 5 "${MDFUSE_REFUSE_TIMEOUT:-20}" "$MDFUSE" -f "$@" \
+        </dev/null >"$err" 2>&1 || status=$?
+    unmount_if_mounted "$(realpath "$mnt")"
+    if [[ $status -eq 0 || $status -eq 124 || $status -eq 137 ]]; then
+        _show_log "$err"
+        fail "mdfuse accepted: mdfuse -f $* (status $status)"
+    fi
+    if ! grep -qF -- "$needle" "$err"; then
+        _show_log "$err"
+        fail "mdfuse refused (status $status) without naming '$needle'"
+    fi
+    info "refused (status $status): $(head -n 3 "$err" | tr '\n' ' ')"
+}
+
+# expect_fail NEEDLE CMD...: CMD must exit non-zero with NEEDLE on stderr
+# (grep -i -E pattern).
+expect_fail() {
+    local needle=$1 status=0 err
+    shift
+    err=$tmpdir/expect_fail.err
+    "$@" </dev/null >/dev/null 2>"$err" || status=$?
+    if [[ $status -eq 0 ]]; then
+        _show_log "$err"
+        fail "succeeded but should have failed: $*"
+    fi
+    if ! grep -qiE -- "$needle" "$err"; then
+        _show_log "$err"
+        fail "failed (status $status) without a message matching '$needle': $*"
+    fi
+    info "refused as expected (status $status): $(head -n 2 "$err" | tr '\n' ' ')"
+}
+
+# resync_counts LOG: prints "X Y" from the last line
+# "resync: copied X of Y chunks" of a daemon log; fails if there is none.
+resync_counts() {
+    local line
+    line=$(sed -n 's/.*resync: copied \([0-9][0-9]*\) of \([0-9][0-9]*\) chunks.*/\1 \2/p' "$1" | tail -n 1)
+    if [[ -z $line ]]; then
+        _show_log "$1"
+        fail "no 'resync: copied X of Y chunks' line in $1"
+    fi
+    printf '%s\n' "$line"
+}
+
+# ---------------------------------------------------------------------------
+# Reading the on-disk state.
+# ---------------------------------------------------------------------------
+
+# field KEY: from "Key : value" lines on stdin (mdadm and mdfusectl style,
+# keys right-aligned), print the value of the first line whose key is KEY.
+field() {
+    awk -v k="$1" '
+        {
+            i = index($0, " : ")
+            if (i == 0) next
+            key = substr($0, 1, i - 1)
+            gsub(/^[ \t]+|[ \t]+$/, "", key)
+            if (key == k) { print substr($0, i + 3); found = 1; exit }
+        }
+        END { exit !found }'
+}
+
+# examine MEMBER KEY / examine_bitmap BITMAP KEY: one value of mdfusectl's
+# report.
+examine() {
+    local out
+    out=$("$MDFUSECTL" examine "$1") || fail "mdfusectl examine $1 failed"
+    field "$2" <<<"$out" || fail "mdfusectl examine $1: no '$2' line"
+}
+
+examine_bitmap() {
+    local out
+    out=$("$MDFUSECTL" examine-bitmap "$1") || fail "mdfusectl examine-bitmap $1 failed"
+    field "$2" <<<"$out" || fail "mdfusectl examine-bitmap $1: no '$2' line"
+}
+
+# volume_size MEMBER: V in bytes.
+volume_size() { examine "$1" "Volume Size"; }
+
+# chunk_size BITMAP: C in bytes.
+chunk_size() { examine_bitmap "$1" "Chunksize"; }
+
+# dirty_chunks BITMAP: the dirty chunk numbers, one per line, as mdfusectl
+# reports them.
+dirty_chunks() {
+    "$MDFUSECTL" examine-bitmap --dirty "$1" ||
+        fail "mdfusectl examine-bitmap --dirty $1 failed"
+}
+
+# raw_dirty_chunks BITMAP: the same, decoded here from the file itself
+# (SPEC §3: chunksize u32 at 52, sync_size u64 at 40, bits from byte 256,
+# LSB first), as an independent check of mdfusectl.
+raw_dirty_chunks() {
+    local f=$1 chunk sync_sectors nbits nbytes
+    chunk=$(od -An -t u4 -j 52 -N 4 "$f" | tr -d ' \n')
+    sync_sectors=$(od -An -t u8 -j 40 -N 8 "$f" | tr -d ' \n')
+    [[ $chunk -gt 0 ]] || fail "$f: chunksize 0"
+    nbits=$(((sync_sectors * 512 + chunk - 1) / chunk))
+    nbytes=$(((nbits + 7) / 8))
+    od -An -v -t u1 -j 256 -N "$nbytes" "$f" | awk -v n="$nbits" '
+        BEGIN { k = 0 }
+        {
+            for (i = 1; i <= NF; i++) {
+                b = $i
+                for (j = 0; j < 8; j++) {
+                    if (b % 2 == 1 && k < n) print k
+                    b = int(b / 2)
+                    k++
+                }
+            }
+        }'
+}
+
+# checked_dirty_chunks BITMAP: dirty_chunks, after checking that it agrees
+# with raw_dirty_chunks.
+checked_dirty_chunks() {
+    local a b
+    a=$(dirty_chunks "$1")
+    b=$(raw_dirty_chunks "$1")
+    if [[ $a != "$b" ]]; then
+        printf 'mdfusectl: %s\nraw: %s\n' "$(tr '\n' ' ' <<<"$a")" "$(tr '\n' ' ' <<<"$b")" >&2
+        fail "$1: mdfusectl examine-bitmap --dirty disagrees with the bits in the file"
+    fi
+    if [[ -n $a ]]; then
+        printf '%s\n' "$a"
+    fi
+}
+
+# count_lines TEXT: number of non-empty lines.
+count_lines() {
+    if [[ -z $1 ]]; then
+        echo 0
+    else
+        grep -c . <<<"$1"
+    fi
+}
+
+# differing_chunks V C FILE1 FILE2: the chunk numbers (C bytes each) in which
+# the first V bytes of the two files differ, one per line.
+differing_chunks() {
+    local v=$1 c=$2 a=$3 b=$4
+    { cmp -l -n "$v" -- "$a" "$b" || [[ $? -eq 1 ]]; } |
+        awk -v c="$c" '{ k = int(($1 - 1) / c); if (!(k in seen)) { seen[k] = 1; print k } }'
+}
+
+# assert_members_identical V C MEMBER...: the data regions (first V bytes)
+# of all members are byte-identical.
+assert_members_identical() {
+    local v=$1 c=$2 first=$3 m d
+    shift 3
+    for m in "$@"; do
+        d=$(differing_chunks "$v" "$c" "$first" "$m")
+        if [[ -n $d ]]; then
+            fail "$first and $m differ in chunks: $(tr '\n' ' ' <<<"$d")"
+        fi
+    done
+}
+
+# assert_subset A B WHAT: every line of A is a line of B.
+assert_subset() {
+    local missing
+    missing=$(comm -23 <(sort -u <<<"$1" | sed '/^$/d') <(sort -u <<<"$2" | sed '/^$/d'))
+    if [[ -n $missing ]]; then
+        fail "$3: $(tr '\n' ' ' <<<"$missing")"
+    fi
+}
+
+# sha256_of FILE
+sha256_of() {
+    local s
+    s=$(sha256sum <"$1")
+    printf '%s\n' "${s%% *}"
+}
+
+# snapshot_files OUT FILE...: record the files' sha256 in OUT;
+# assert_files_unchanged OUT checks them again.
+snapshot_files() {
+    local out=$1
+    shift
+    sha256sum -- "$@" >"$out"
+}
+
+assert_files_unchanged() {
+    if ! sha256sum --quiet -c "$1" >&2; then
+        fail "files changed: see above"
+    fi
+}
+
+# flip_byte FILE OFFSET: invert every bit of one byte, in place.
+flip_byte() {
+    local f=$1 off=$2 b
+    b=$(od -An -t u1 -j "$off" -N 1 "$f" | tr -d ' \n')
+    printf '%b' "\\0$(printf '%03o' $((b ^ 255)))" |
+        dd of="$f" bs=1 seek="$off" count=1 conv=notrunc status=none
+}
+
+# random_file FILE BYTES
+random_file() {
+    head -c "$2" /dev/urandom >"$1"
+}
