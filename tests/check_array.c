@@ -1,0 +1,516 @@
+/* The array over in-memory files: the write-intent ordering, resync,
+ * clean shutdown and the fault rules of SPEC §4-6. */
+#include <config.h>
+
+#include <check.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bitmap/bitmap_format.h"
+#include "core/array.h"
+#include "core/io_mem.h"
+#include "core/log.h"
+#include "core/member.h"
+#include "core/superblock.h"
+#include "tests/io_record.h"
+
+#define VOL (16ull << 20)
+#define CHUNK (1ull << 20)
+#define NCHUNKS (VOL / CHUNK)
+
+struct fixture {
+  size_t n;
+  struct io_file *mem[4];       /* the test's own handles on the buffers */
+  struct io_file *bmem;
+  struct io_file *rec[4];       /* what the array got, while it lives */
+  struct io_file *rec_bm;
+  uint8_t uuid[16];
+};
+
+static void
+fx_create (struct fixture *fx, size_t n)
+{
+  memset (fx, 0, sizeof *fx);
+  fx->n = n;
+  for (int i = 0; i < 16; i++)
+    fx->uuid[i] = (uint8_t) (0xa0 + i);
+  struct md_sb sb;
+  memset (&sb, 0, sizeof sb);
+  memcpy (sb.set_uuid, fx->uuid, 16);
+  sb.level = 1;
+  sb.raid_disks = (uint32_t) n;
+  sb.max_dev = (uint32_t) n;
+  sb.size = VOL / 512;
+  sb.super_offset = sb_super_offset_for (sb_member_size_for (VOL));
+  sb.data_size = sb.super_offset;
+  sb.events = 1;
+  sb.resync_offset = SB_RESYNC_CLEAN;
+  for (uint32_t k = 0; k < n; k++)
+    sb.dev_roles[k] = (uint16_t) k;
+  for (size_t i = 0; i < n; i++) {
+    char name[8];
+    snprintf (name, sizeof name, "m%zu", i);
+    fx->mem[i] = io_mem_new (name);
+    ck_assert_int_eq (io_mem_truncate (fx->mem[i], sb_member_size_for (VOL)), 0);
+    sb.dev_number = (uint32_t) i;
+    sb.device_uuid[0] = (uint8_t) i;
+    ck_assert_int_eq (member_write_sb (fx->mem[i], &sb), 0);
+  }
+  fx->bmem = io_mem_new ("bm");
+  uint64_t bytes = bitmap_file_size (NCHUNKS);
+  ck_assert_int_eq (io_mem_truncate (fx->bmem, bytes), 0);
+  struct bitmap_header h = {
+    .events = 1, .events_cleared = 1, .sync_size = VOL / 512,
+    .chunksize = CHUNK, .daemon_sleep = 5,
+  };
+  memcpy (h.uuid, fx->uuid, 16);
+  uint8_t hdr[BITMAP_HEADER_SIZE];
+  bitmap_header_encode (&h, hdr);
+  ck_assert_int_eq (io_pwrite_full (fx->bmem, hdr, sizeof hdr, 0), 0);
+}
+
+static struct array *
+fx_assemble (struct fixture *fx, const struct array_options *opts)
+{
+  struct io_file *m[4];
+  for (size_t i = 0; i < fx->n; i++)
+    m[i] = fx->rec[i] = io_record_wrap (io_mem_reopen (fx->mem[i]));
+  fx->rec_bm = io_record_wrap (io_mem_reopen (fx->bmem));
+  struct array_options none = { 0 };
+  io_record_reset ();
+  return array_assemble (m, fx->n, fx->rec_bm, opts ? opts : &none);
+}
+
+static void
+fx_free (struct fixture *fx)
+{
+  for (size_t i = 0; i < fx->n; i++)
+    io_close (fx->mem[i]);
+  io_close (fx->bmem);
+}
+
+static struct md_sb
+member_sb (struct fixture *fx, size_t i)
+{
+  struct member_probe p;
+  ck_assert_int_eq (member_probe (fx->mem[i], &p), 0);
+  ck_assert_int_eq (p.status, SB_VALID);
+  return p.sb;
+}
+
+static struct bitmap_header
+disk_header (struct fixture *fx)
+{
+  size_t len;
+  uint8_t *d = io_mem_data (fx->bmem, &len);
+  struct bitmap_header h;
+  char why[200];
+  ck_assert_int_eq (bitmap_header_decode (d, &h, why, sizeof why),
+                    BITMAP_HEADER_OK);
+  return h;
+}
+
+static bool
+disk_bit (struct fixture *fx, uint64_t chunk)
+{
+  size_t len;
+  uint8_t *d = io_mem_data (fx->bmem, &len);
+  return d[bitmap_bit_byte (chunk)] & bitmap_bit_mask (chunk);
+}
+
+static uint64_t
+disk_dirty (struct fixture *fx)
+{
+  size_t len;
+  uint8_t *d = io_mem_data (fx->bmem, &len);
+  return bitmap_count_dirty (d, NCHUNKS);
+}
+
+static bool
+members_identical (struct fixture *fx)
+{
+  size_t l0;
+  uint8_t *d0 = io_mem_data (fx->mem[0], &l0);
+  for (size_t i = 1; i < fx->n; i++) {
+    size_t li;
+    uint8_t *di = io_mem_data (fx->mem[i], &li);
+    if (memcmp (d0, di, VOL) != 0)
+      return false;
+  }
+  return true;
+}
+
+static void
+fill (uint8_t *buf, size_t len, uint8_t seed)
+{
+  for (size_t i = 0; i < len; i++)
+    buf[i] = (uint8_t) (seed + i * 7);
+}
+
+START_TEST (test_bit_durable_before_any_member_data_write)
+{
+  struct fixture fx;
+  fx_create (&fx, 2);
+  struct array *a = fx_assemble (&fx, NULL);
+  ck_assert_ptr_nonnull (a);
+  io_record_reset ();
+
+  /* Straddles chunks 3 and 4. */
+  static uint8_t buf[8192];
+  fill (buf, sizeof buf, 1);
+  uint64_t off = 4 * CHUNK - 4096;
+  ck_assert_int_eq (array_write (a, buf, sizeof buf, off), (ssize_t) sizeof buf);
+
+  /* Find the first data write to a member; before it there must be a
+   * bitmap write covering both bits, then a bitmap fdatasync. */
+  size_t first_data = SIZE_MAX, bits_written = SIZE_MAX, bits_synced = SIZE_MAX;
+  for (size_t i = 0; i < io_record_count (); i++) {
+    const struct record_entry *e = io_record_get (i);
+    bool member = e->file == fx.rec[0] || e->file == fx.rec[1];
+    if (member && e->op == REC_PWRITE && e->off < VOL) {
+      first_data = i;
+      break;
+    }
+    if (e->file == fx.rec_bm && e->op == REC_PWRITE
+        && e->off <= bitmap_bit_byte (3) && e->off + e->len > bitmap_bit_byte (4))
+      bits_written = i;
+    if (e->file == fx.rec_bm && e->op == REC_FDATASYNC && bits_written != SIZE_MAX)
+      bits_synced = i;
+  }
+  ck_assert_uint_ne (first_data, SIZE_MAX);
+  ck_assert_uint_lt (bits_written, first_data);
+  ck_assert_uint_lt (bits_synced, first_data);
+  ck_assert (bits_written < bits_synced);
+  ck_assert (disk_bit (&fx, 3) && disk_bit (&fx, 4));
+  ck_assert (!disk_bit (&fx, 2) && !disk_bit (&fx, 5));
+
+  /* And the superblocks said "active" (resync_offset 0) before that. */
+  ck_assert_uint_eq (member_sb (&fx, 0).resync_offset, 0);
+
+  ck_assert_int_eq (array_close (a, true), 0);
+  fx_free (&fx);
+}
+END_TEST
+
+START_TEST (test_clean_close_leaves_no_dirty_bit_and_clean_superblocks)
+{
+  struct fixture fx;
+  fx_create (&fx, 2);
+  struct array *a = fx_assemble (&fx, NULL);
+  ck_assert_ptr_nonnull (a);
+  static uint8_t buf[65536];
+  fill (buf, sizeof buf, 3);
+  for (uint64_t c = 0; c < NCHUNKS; c += 3)
+    ck_assert_int_eq (array_write (a, buf, sizeof buf, c * CHUNK + 512),
+                      (ssize_t) sizeof buf);
+  ck_assert_uint_gt (disk_dirty (&fx), 0);
+  ck_assert_int_eq (array_close (a, true), 0);
+
+  ck_assert_uint_eq (disk_dirty (&fx), 0);
+  struct md_sb s0 = member_sb (&fx, 0), s1 = member_sb (&fx, 1);
+  struct bitmap_header h = disk_header (&fx);
+  ck_assert_uint_eq (s0.events, s1.events);
+  ck_assert_uint_eq (h.events, s0.events);
+  ck_assert_uint_eq (h.events_cleared, s0.events);
+  ck_assert_uint_eq (s0.resync_offset, SB_RESYNC_CLEAN);
+  ck_assert (members_identical (&fx));
+
+  /* The next mount copies nothing. */
+  a = fx_assemble (&fx, NULL);
+  ck_assert_ptr_nonnull (a);
+  struct array_resync_stats st;
+  ck_assert_int_eq (array_resync (a, &st), 0);
+  ck_assert_uint_eq (st.chunks_copied, 0);
+  ck_assert_int_eq (array_close (a, true), 0);
+  fx_free (&fx);
+}
+END_TEST
+
+START_TEST (test_resync_copies_only_dirty_chunks)
+{
+  struct fixture fx;
+  fx_create (&fx, 3);
+  /* A crash left chunk 5 different on m2 and chunk 9 on m1; both bits set. */
+  size_t len;
+  io_mem_data (fx.mem[2], &len)[5 * CHUNK + 17] = 0x5a;
+  io_mem_data (fx.mem[1], &len)[9 * CHUNK + 4095] = 0xa5;
+  uint8_t *b = io_mem_data (fx.bmem, &len);
+  b[bitmap_bit_byte (5)] |= bitmap_bit_mask (5);
+  b[bitmap_bit_byte (9)] |= bitmap_bit_mask (9);
+  ck_assert (!members_identical (&fx));
+
+  struct array *a = fx_assemble (&fx, NULL);
+  ck_assert_ptr_nonnull (a);
+  struct array_resync_stats st;
+  ck_assert_int_eq (array_resync (a, &st), 0);
+  ck_assert_uint_eq (st.chunks_copied, 2);
+  ck_assert_uint_eq (st.chunks_total, NCHUNKS);
+  ck_assert_uint_eq (st.bytes_copied, 2 * CHUNK);
+  ck_assert (members_identical (&fx));
+  ck_assert_uint_eq (disk_dirty (&fx), 0);
+  ck_assert_int_eq (array_close (a, true), 0);
+  fx_free (&fx);
+}
+END_TEST
+
+START_TEST (test_stale_bitmap_gives_full_resync)
+{
+  struct fixture fx;
+  fx_create (&fx, 2);
+  /* Members moved on (events 7) without the bitmap (events 1). */
+  for (size_t i = 0; i < 2; i++) {
+    struct md_sb s = member_sb (&fx, i);
+    s.events = 7;
+    ck_assert_int_eq (member_write_sb (fx.mem[i], &s), 0);
+  }
+  size_t len;
+  io_mem_data (fx.mem[1], &len)[3 * CHUNK] = 0x77;
+
+  struct array *a = fx_assemble (&fx, NULL);
+  ck_assert_ptr_nonnull (a);
+  /* Before resync, every bit is durably set and the header is not stale. */
+  ck_assert_uint_eq (disk_dirty (&fx), NCHUNKS);
+  ck_assert_uint_eq (disk_header (&fx).state, 0);
+  struct array_resync_stats st;
+  ck_assert_int_eq (array_resync (a, &st), 0);
+  ck_assert_uint_eq (st.chunks_copied, NCHUNKS);
+  ck_assert (st.full);
+  ck_assert (members_identical (&fx));
+  ck_assert_int_eq (array_close (a, true), 0);
+  fx_free (&fx);
+}
+END_TEST
+
+START_TEST (test_bitmap_failure_keeps_writes_and_makes_next_mount_full)
+{
+  struct fixture fx;
+  fx_create (&fx, 2);
+  struct array *a = fx_assemble (&fx, NULL);
+  ck_assert_ptr_nonnull (a);
+  static uint8_t buf[4096];
+  fill (buf, sizeof buf, 9);
+  ck_assert_int_eq (array_write (a, buf, sizeof buf, 0), 4096);
+
+  io_mem_stats (fx.bmem)->fail_pwrite = -EIO;
+  fill (buf, sizeof buf, 10);
+  ck_assert_int_eq (array_write (a, buf, sizeof buf, 7 * CHUNK), 4096);
+  /* The data is on both members. */
+  size_t len;
+  ck_assert_mem_eq (io_mem_data (fx.mem[0], &len) + 7 * CHUNK, buf, 4096);
+  ck_assert_mem_eq (io_mem_data (fx.mem[1], &len) + 7 * CHUNK, buf, 4096);
+  /* The members are ahead of the bitmap: stale by the events rule. */
+  ck_assert_uint_gt (member_sb (&fx, 0).events, disk_header (&fx).events);
+  ck_assert_int_eq (array_close (a, true), 0);
+  ck_assert_uint_gt (member_sb (&fx, 0).events, disk_header (&fx).events);
+
+  io_mem_stats (fx.bmem)->fail_pwrite = 0;
+  a = fx_assemble (&fx, NULL);
+  ck_assert_ptr_nonnull (a);
+  struct array_resync_stats st;
+  ck_assert_int_eq (array_resync (a, &st), 0);
+  ck_assert (st.full);
+  ck_assert_uint_eq (st.chunks_copied, NCHUNKS);
+  ck_assert_int_eq (array_close (a, true), 0);
+  fx_free (&fx);
+}
+END_TEST
+
+START_TEST (test_member_write_error_marks_it_faulty_and_bits_stay)
+{
+  struct fixture fx;
+  fx_create (&fx, 2);
+  struct array *a = fx_assemble (&fx, NULL);
+  ck_assert_ptr_nonnull (a);
+  io_mem_stats (fx.mem[1])->fail_pwrite = -EIO;
+  static uint8_t buf[4096];
+  fill (buf, sizeof buf, 11);
+  ck_assert_int_eq (array_write (a, buf, sizeof buf, 2 * CHUNK), 4096);
+  ck_assert_int_eq (array_member_state (a, 1), MEMBER_FAULTY);
+  /* The survivor's superblock says so, durably, before the reply. */
+  struct md_sb s0 = member_sb (&fx, 0);
+  ck_assert_uint_eq (s0.dev_roles[1], SB_ROLE_FAULTY);
+  ck_assert_uint_eq (s0.dev_roles[0], 0);
+  /* Degraded: clearing passes clear nothing. */
+  array_clear_pass (a);
+  array_clear_pass (a);
+  array_clear_pass (a);
+  ck_assert (disk_bit (&fx, 2));
+  ck_assert_int_eq (array_close (a, true), 0);
+  ck_assert (disk_bit (&fx, 2));
+
+  /* Next mount: m1 is behind and recovers the set bits only. */
+  io_mem_stats (fx.mem[1])->fail_pwrite = 0;
+  a = fx_assemble (&fx, NULL);
+  ck_assert_ptr_nonnull (a);
+  ck_assert_int_eq (array_member_state (a, 1), MEMBER_BEHIND);
+  struct array_resync_stats st;
+  ck_assert_int_eq (array_resync (a, &st), 0);
+  ck_assert_uint_eq (st.chunks_copied, 1);
+  ck_assert_int_eq (array_member_state (a, 1), MEMBER_ACTIVE);
+  ck_assert (members_identical (&fx));
+  ck_assert_int_eq (array_close (a, true), 0);
+  ck_assert_uint_eq (disk_dirty (&fx), 0);
+  ck_assert_uint_eq (member_sb (&fx, 1).events, member_sb (&fx, 0).events);
+  fx_free (&fx);
+}
+END_TEST
+
+START_TEST (test_last_member_error_is_eio_and_never_marked_faulty)
+{
+  struct fixture fx;
+  fx_create (&fx, 2);
+  struct array *a = fx_assemble (&fx, NULL);
+  ck_assert_ptr_nonnull (a);
+  static uint8_t buf[4096];
+  io_mem_stats (fx.mem[1])->fail_pwrite = -EIO;
+  ck_assert_int_eq (array_write (a, buf, sizeof buf, 0), 4096);
+  io_mem_stats (fx.mem[0])->fail_pwrite = -EIO;
+  ck_assert_int_eq (array_write (a, buf, sizeof buf, 0), -EIO);
+  ck_assert_int_eq (array_member_state (a, 0), MEMBER_ACTIVE);
+  io_mem_stats (fx.mem[0])->fail_pwrite = 0;
+  ck_assert_int_eq (array_close (a, true), 0);
+  fx_free (&fx);
+}
+END_TEST
+
+START_TEST (test_write_past_end_is_enospc_and_reads_stop_at_end)
+{
+  struct fixture fx;
+  fx_create (&fx, 2);
+  struct array *a = fx_assemble (&fx, NULL);
+  ck_assert_ptr_nonnull (a);
+  static uint8_t buf[8192];
+  ck_assert_int_eq (array_write (a, buf, 4096, VOL), -ENOSPC);
+  ck_assert_int_eq (array_write (a, buf, 8192, VOL - 4096), 4096);
+  ck_assert_int_eq (array_read (a, buf, 8192, VOL - 4096), 4096);
+  ck_assert_int_eq (array_read (a, buf, 4096, VOL), 0);
+  ck_assert_uint_eq (array_size (a), VOL);
+  ck_assert_int_eq (array_close (a, true), 0);
+  fx_free (&fx);
+}
+END_TEST
+
+START_TEST (test_read_error_is_served_by_another_member)
+{
+  struct fixture fx;
+  fx_create (&fx, 2);
+  struct array *a = fx_assemble (&fx, NULL);
+  ck_assert_ptr_nonnull (a);
+  static uint8_t buf[4096], got[4096];
+  fill (buf, sizeof buf, 42);
+  ck_assert_int_eq (array_write (a, buf, sizeof buf, CHUNK), 4096);
+  io_mem_stats (fx.mem[0])->fail_pread = -EIO;
+  for (int i = 0; i < 4; i++) {
+    memset (got, 0, sizeof got);
+    ck_assert_int_eq (array_read (a, got, sizeof got, CHUNK), 4096);
+    ck_assert_mem_eq (got, buf, sizeof buf);
+  }
+  io_mem_stats (fx.mem[0])->fail_pread = 0;
+  ck_assert_int_eq (array_close (a, true), 0);
+  fx_free (&fx);
+}
+END_TEST
+
+START_TEST (test_refused_mount_writes_nothing)
+{
+  struct fixture fx, other;
+  fx_create (&fx, 2);
+  fx_create (&other, 2);
+  other.uuid[0] ^= 1;
+  /* Give fx the bitmap of an array with another uuid. */
+  struct bitmap_header h = disk_header (&fx);
+  h.uuid[0] ^= 1;
+  uint8_t hdr[BITMAP_HEADER_SIZE];
+  bitmap_header_encode (&h, hdr);
+  ck_assert_int_eq (io_pwrite_full (fx.bmem, hdr, sizeof hdr, 0), 0);
+  unsigned long w0 = io_mem_stats (fx.mem[0])->pwrites;
+  unsigned long wb = io_mem_stats (fx.bmem)->pwrites;
+
+  ck_assert_ptr_null (fx_assemble (&fx, NULL));
+  ck_assert_uint_eq (io_mem_stats (fx.mem[0])->pwrites, w0);
+  ck_assert_uint_eq (io_mem_stats (fx.bmem)->pwrites, wb);
+  fx_free (&fx);
+  fx_free (&other);
+}
+END_TEST
+
+START_TEST (test_nobitmap_dirty_shutdown_resyncs_everything_from_offset)
+{
+  struct fixture fx;
+  fx_create (&fx, 2);
+  for (size_t i = 0; i < 2; i++) {
+    struct md_sb s = member_sb (&fx, i);
+    s.resync_offset = 8 * CHUNK / 512;   /* a resync stopped half way */
+    ck_assert_int_eq (member_write_sb (fx.mem[i], &s), 0);
+  }
+  size_t len;
+  io_mem_data (fx.mem[1], &len)[12 * CHUNK] = 0x33;
+  struct array_options o = { .nobitmap = true };
+  struct array *a = fx_assemble (&fx, &o);
+  ck_assert_ptr_nonnull (a);
+  struct array_resync_stats st;
+  ck_assert_int_eq (array_resync (a, &st), 0);
+  ck_assert_uint_eq (st.bytes_copied, VOL / 2);
+  ck_assert (members_identical (&fx));
+  ck_assert_uint_eq (member_sb (&fx, 0).resync_offset, SB_RESYNC_CLEAN);
+  ck_assert_int_eq (array_close (a, true), 0);
+  fx_free (&fx);
+}
+END_TEST
+
+START_TEST (test_clear_pass_clears_only_idle_chunks_after_member_sync)
+{
+  struct fixture fx;
+  fx_create (&fx, 2);
+  struct array *a = fx_assemble (&fx, NULL);
+  ck_assert_ptr_nonnull (a);
+  static uint8_t buf[4096];
+  ck_assert_int_eq (array_write (a, buf, sizeof buf, 0), 4096);
+  ck_assert (disk_bit (&fx, 0));
+  /* First pass: the chunk has not been idle for a whole pass. */
+  array_clear_pass (a);
+  ck_assert (disk_bit (&fx, 0));
+  unsigned long s0 = io_mem_stats (fx.mem[0])->syncs;
+  array_clear_pass (a);
+  ck_assert (!disk_bit (&fx, 0));
+  ck_assert_uint_gt (io_mem_stats (fx.mem[0])->syncs, s0);
+  ck_assert_uint_eq (disk_header (&fx).events_cleared, disk_header (&fx).events);
+  ck_assert_int_eq (array_close (a, true), 0);
+  fx_free (&fx);
+}
+END_TEST
+
+static Suite *
+array_suite (void)
+{
+  Suite *s = suite_create ("array");
+  TCase *tc = tcase_create ("core");
+  tcase_set_timeout (tc, 60);
+  tcase_add_test (tc, test_bit_durable_before_any_member_data_write);
+  tcase_add_test (tc, test_clean_close_leaves_no_dirty_bit_and_clean_superblocks);
+  tcase_add_test (tc, test_resync_copies_only_dirty_chunks);
+  tcase_add_test (tc, test_stale_bitmap_gives_full_resync);
+  tcase_add_test (tc, test_bitmap_failure_keeps_writes_and_makes_next_mount_full);
+  tcase_add_test (tc, test_member_write_error_marks_it_faulty_and_bits_stay);
+  tcase_add_test (tc, test_last_member_error_is_eio_and_never_marked_faulty);
+  tcase_add_test (tc, test_write_past_end_is_enospc_and_reads_stop_at_end);
+  tcase_add_test (tc, test_read_error_is_served_by_another_member);
+  tcase_add_test (tc, test_refused_mount_writes_nothing);
+  tcase_add_test (tc, test_nobitmap_dirty_shutdown_resyncs_everything_from_offset);
+  tcase_add_test (tc, test_clear_pass_clears_only_idle_chunks_after_member_sync);
+  suite_add_tcase (s, tc);
+  return s;
+}
+
+int
+main (void)
+{
+  log_set_program ("check_array");
+  SRunner *sr = srunner_create (array_suite ());
+  srunner_run_all (sr, CK_NORMAL);
+  int failed = srunner_ntests_failed (sr);
+  srunner_free (sr);
+  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
