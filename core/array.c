@@ -14,75 +14,7 @@
 #include "core/member.h"
 #include "core/rangelock.h"
 #include "core/util.h"
-
-#define COPY_BUF_SIZE (4u << 20)
-#define RESYNC_CHECKPOINT_BYTES (64ull << 20)
-
-struct array_member {
-  struct io_file *io;           /* NULL when missing */
-  struct md_sb sb;              /* this member's superblock as last written */
-  int state;                    /* enum member_state; atomic loads */
-  enum slot_state recovery;     /* what a behind member needs */
-  bool just_recovered;          /* its superblock is written after the others' */
-  uint64_t read_errors, write_errors;
-};
-
-struct array {
-  uint32_t nslots;
-  struct array_member m[ASSEMBLE_MAX_SLOTS];
-  uint32_t reference;           /* a current slot to copy from */
-  struct md_sb tmpl;            /* array-wide superblock fields */
-  uint64_t volume_bytes;
-  uint64_t events;              /* guarded by sb_lock */
-  uint64_t resync_offset;       /* sectors; written in every superblock */
-  uint64_t resync_from;         /* -o nobitmap dirty shutdown: resync from */
-
-  struct bitmap *bm;            /* NULL with -o nobitmap */
-  struct io_file *bitmap_io;
-  bool bitmap_stale_at_mount;
-  bool bitmap_gone;             /* header writes stop (sb_lock) */
-  int bitmap_skip;              /* writers may skip the bitmap: the events
-                                 * bump that makes it stale is durable */
-  int marked_active;            /* superblocks say resync_offset = 0 */
-
-  pthread_mutex_t sb_lock;      /* superblocks, events, member states */
-  struct rangelock rl;
-  unsigned daemon_sleep;
-  unsigned read_rr;
-
-  pthread_t daemon;
-  bool daemon_running, daemon_stop;
-  pthread_mutex_t daemon_lock;
-  pthread_cond_t daemon_cond;
-};
-
-static int
-state_of (struct array *a, uint32_t s)
-{
-  return __atomic_load_n (&a->m[s].state, __ATOMIC_ACQUIRE);
-}
-
-static void
-set_state (struct array *a, uint32_t s, int st)
-{
-  __atomic_store_n (&a->m[s].state, st, __ATOMIC_RELEASE);
-}
-
-static uint32_t
-active_count (struct array *a)
-{
-  uint32_t n = 0;
-  for (uint32_t s = 0; s < a->nslots; s++)
-    if (state_of (a, s) == MEMBER_ACTIVE)
-      n++;
-  return n;
-}
-
-static bool
-all_active (struct array *a)
-{
-  return active_count (a) == a->nslots;
-}
+#include "core/array_impl.h"
 
 /* ---- superblocks and events ---- */
 
@@ -112,8 +44,8 @@ static void mark_faulty_locked (struct array *a, uint32_t slot, int err,
  * the others (SPEC §5 step 5).  A member whose superblock cannot be
  * written is marked faulty and the bump is redone without it.  Called with
  * sb_lock held.  Fails only when no member could be written. */
-static int
-bump_events_locked (struct array *a)
+int
+array_bump_events_locked (struct array *a)
 {
   for (;;) {
     a->events++;
@@ -172,20 +104,22 @@ mark_faulty_locked (struct array *a, uint32_t slot, int err, const char *what)
     bitmap_allow_clearing (a->bm, false);
   log_error ("%s: %s failed: %s; member marked faulty, the volume goes on "
              "degraded", a->m[slot].io->name, what, strerror (-err));
-  bump_events_locked (a);
+  array_bump_events_locked (a);
 }
 
 /* A member failed an I/O.  Mark it faulty, durably, before returning
  * (SPEC §6), unless it is the last active member: then the error is the
  * caller's to report.  Returns 0 when the member was (or already is)
  * out of the array, or ERR when it was the last one. */
-static int
-member_failed (struct array *a, uint32_t slot, int err, const char *what)
+int
+array_member_failed (struct array *a, uint32_t slot, int err, const char *what)
 {
   pthread_mutex_lock (&a->sb_lock);
-  a->m[slot].write_errors++;
+  if (strcmp (what, "read") != 0)
+    a->m[slot].write_errors++;
   int r = 0;
-  if (state_of (a, slot) == MEMBER_ACTIVE) {
+  int st = state_of (a, slot);
+  if (st == MEMBER_ACTIVE) {
     if (active_count (a) <= 1) {
       log_error ("%s: %s failed: %s (last active member)",
                  a->m[slot].io->name, what, strerror (-err));
@@ -194,19 +128,25 @@ member_failed (struct array *a, uint32_t slot, int err, const char *what)
     else
       mark_faulty_locked (a, slot, err, what);
   }
+  else if (st == MEMBER_BEHIND) {
+    /* Already faulty in every superblock: just stop recovering it. */
+    set_state (a, slot, MEMBER_FAULTY);
+    log_error ("%s: %s failed during recovery: %s; member left out",
+               a->m[slot].io->name, what, strerror (-err));
+  }
   pthread_mutex_unlock (&a->sb_lock);
   return r;
 }
 
 /* The bitmap file failed: before any further member write, bump events
  * durably so the bitmap is stale by the events rule (SPEC §6). */
-static void
-bitmap_failed_handle (struct array *a)
+void
+array_bitmap_failed (struct array *a)
 {
   pthread_mutex_lock (&a->sb_lock);
   if (!__atomic_load_n (&a->bitmap_skip, __ATOMIC_ACQUIRE)) {
     a->bitmap_gone = true;
-    bump_events_locked (a);
+    array_bump_events_locked (a);
     __atomic_store_n (&a->bitmap_skip, 1, __ATOMIC_RELEASE);
     log_warn ("the volume goes on without its bitmap; the next mount "
               "resyncs everything");
@@ -332,6 +272,7 @@ array_assemble (struct io_file **members, size_t n, struct io_file *bitmap_io,
   pthread_mutex_init (&a->sb_lock, NULL);
   pthread_mutex_init (&a->daemon_lock, NULL);
   pthread_cond_init (&a->daemon_cond, NULL);
+  pthread_cond_init (&a->bg_cond, NULL);
   rangelock_init (&a->rl);
   a->nslots = plan.raid_disks;
   a->tmpl = probes[plan.reference].sb;
@@ -391,7 +332,7 @@ array_assemble (struct io_file **members, size_t n, struct io_file *bitmap_io,
     bitmap_set_stale (a->bm, true);
     bitmap_set_events_cleared (a->bm, a->events + 1);
   }
-  r = bump_events_locked (a);
+  r = array_bump_events_locked (a);
   if (r == 0 && plan.bitmap == BITMAP_USE_STALE && !a->bitmap_gone) {
     r = bitmap_set_all (a->bm);
     if (r == 0) {
@@ -433,9 +374,11 @@ refuse:
 
 /* ---- resync and recovery (SPEC §5 step 5) ---- */
 
-/* Read [OFF, OFF+LEN) from a current member, trying each in turn. */
-static int
-read_any (struct array *a, void *buf, size_t len, uint64_t off,
+/* Read [OFF, OFF+LEN) from an active member, trying each in turn.  A
+ * member that fails a read is marked faulty (unless it is the last one)
+ * and the read goes to another (SPEC §6). */
+int
+array_read_any (struct array *a, void *buf, size_t len, uint64_t off,
           uint32_t first)
 {
   int r = -EIO;
@@ -447,9 +390,10 @@ read_any (struct array *a, void *buf, size_t len, uint64_t off,
     if (r == 0)
       return 0;
     __atomic_add_fetch (&a->m[s].read_errors, 1, __ATOMIC_RELAXED);
-    log_error ("%s: read of %zu bytes at %" PRIu64 " failed: %s%s",
-               a->m[s].io->name, len, off, strerror (-r),
-               k + 1 < a->nslots ? "; trying another member" : "");
+    log_error ("%s: read of %zu bytes at %" PRIu64 " failed: %s",
+               a->m[s].io->name, len, off, strerror (-r));
+    if (array_member_failed (a, s, r, "read") < 0)
+      return r;                 /* the last member: the error is the user's */
   }
   return r;
 }
@@ -464,7 +408,7 @@ sync_targets (struct array *a, const bool *written)
     if (r < 0) {
       bool was_active = state_of (a, s) == MEMBER_ACTIVE;
       if (was_active) {
-        if (member_failed (a, s, r, "fdatasync") < 0)
+        if (array_member_failed (a, s, r, "fdatasync") < 0)
           return r;
       }
       else {
@@ -541,7 +485,7 @@ array_resync (struct array *a, struct array_resync_stats *st)
       for (uint64_t off = start; off < end && r == 0; off += COPY_BUF_SIZE) {
         size_t len = (size_t) (end - off < COPY_BUF_SIZE ? end - off
                                : COPY_BUF_SIZE);
-        r = read_any (a, buf, len, off, a->reference);
+        r = array_read_any (a, buf, len, off, a->reference);
         if (r < 0) {
           log_error ("resync: no member could supply %zu bytes at %" PRIu64,
                      len, off);
@@ -553,7 +497,7 @@ array_resync (struct array *a, struct array_resync_stats *st)
           int w = io_pwrite_full (a->m[s].io, buf, len, off);
           if (w < 0) {
             if (state_of (a, s) == MEMBER_ACTIVE)
-              r = member_failed (a, s, w, "resync write");
+              r = array_member_failed (a, s, w, "resync write");
             else {
               log_error ("%s: recovery write failed: %s; member left out",
                          a->m[s].io->name, strerror (-w));
@@ -580,7 +524,7 @@ array_resync (struct array *a, struct array_resync_stats *st)
       if (r == 0 && !a->bm && a->resync_from != UINT64_MAX) {
         pthread_mutex_lock (&a->sb_lock);
         a->resync_offset = last ? SB_RESYNC_CLEAN : (c + 1) * chunk / 512;
-        r = bump_events_locked (a);
+        r = array_bump_events_locked (a);
         pthread_mutex_unlock (&a->sb_lock);
       }
       pending_first = c + 1;
@@ -603,12 +547,12 @@ array_resync (struct array *a, struct array_resync_stats *st)
     }
   }
   if (recovered)
-    r = bump_events_locked (a);
+    r = array_bump_events_locked (a);
   if (a->resync_from != UINT64_MAX && !a->bm) {
     a->resync_from = UINT64_MAX;
     if (a->resync_offset != SB_RESYNC_CLEAN && r == 0) {
       a->resync_offset = SB_RESYNC_CLEAN;
-      r = bump_events_locked (a);
+      r = array_bump_events_locked (a);
     }
   }
   pthread_mutex_unlock (&a->sb_lock);
@@ -621,8 +565,9 @@ array_resync (struct array *a, struct array_resync_stats *st)
       r = bitmap_clear_range (a->bm, 0, nchunks);
   }
   if (r == 0 && a->bm && bitmap_failed (a->bm))
-    bitmap_failed_handle (a);
+    array_bitmap_failed (a);
   st->seconds = now_seconds () - t0;
+  a->last_resync = *st;
   return r < 0 ? r : 0;
 }
 
@@ -639,7 +584,7 @@ array_read (struct array *a, void *buf, size_t len, uint64_t off)
     return 0;
   uint32_t first = __atomic_fetch_add (&a->read_rr, 1, __ATOMIC_RELAXED)
     % a->nslots;
-  int r = read_any (a, buf, len, off, first);
+  int r = array_read_any (a, buf, len, off, first);
   return r < 0 ? r : (ssize_t) len;
 }
 
@@ -654,7 +599,7 @@ mark_active (struct array *a)
   int r = 0;
   if (!a->marked_active) {
     a->resync_offset = 0;
-    r = bump_events_locked (a);
+    r = array_bump_events_locked (a);
     if (r == 0)
       __atomic_store_n (&a->marked_active, 1, __ATOMIC_RELEASE);
   }
@@ -685,23 +630,27 @@ array_write (struct array *a, const void *buf, size_t len, uint64_t off)
   if (a->bm && !__atomic_load_n (&a->bitmap_skip, __ATOMIC_ACQUIRE)) {
     counted = true;
     if (bitmap_start_write (a->bm, off, len) < 0)
-      bitmap_failed_handle (a);
+      array_bitmap_failed (a);
   }
 
-  /* Step 3: every active member. */
+  /* Step 3: every active member, and a member being recovered (the
+   * recovery copies under the same range lock, so whichever comes second
+   * carries this write's data). */
   uint32_t ok = 0;
   int last_err = -EIO;
   for (uint32_t s = 0; s < a->nslots; s++) {
-    if (state_of (a, s) != MEMBER_ACTIVE)
+    int st = state_of (a, s);
+    if (st != MEMBER_ACTIVE && st != MEMBER_BEHIND)
       continue;
     int w = io_pwrite_full (a->m[s].io, buf, len, off);
     if (w == 0) {
-      ok++;
+      if (st == MEMBER_ACTIVE)
+        ok++;
       continue;
     }
     last_err = w;
     /* Step 4: a failed member is durably faulty before we reply. */
-    member_failed (a, s, w, "write");
+    array_member_failed (a, s, w, "write");
   }
 
   /* Step 5. */
@@ -728,7 +677,7 @@ array_flush (struct array *a)
     }
     /* Never retried: the kernel reports a lost write once. */
     last_err = r;
-    member_failed (a, s, r, "fdatasync");
+    array_member_failed (a, s, r, "fdatasync");
   }
   return ok ? 0 : last_err;
 }
@@ -769,9 +718,9 @@ array_clear_pass (struct array *a)
   int64_t r = bitmap_clear_pass (a->bm, sync_active_members, &ctx);
   /* Handled outside the pass: marking faulty writes the bitmap header. */
   if (ctx.failed_slot >= 0)
-    member_failed (a, (uint32_t) ctx.failed_slot, ctx.err, "fdatasync");
+    array_member_failed (a, (uint32_t) ctx.failed_slot, ctx.err, "fdatasync");
   if (bitmap_failed (a->bm))
-    bitmap_failed_handle (a);
+    array_bitmap_failed (a);
   return r == -EAGAIN ? 0 : r;
 }
 
@@ -827,6 +776,14 @@ array_close (struct array *a, bool clean)
     a->daemon_running = false;
   }
 
+  /* Background recovery and check end first: they hold ranges and may
+   * write superblocks. */
+  pthread_mutex_lock (&a->sb_lock);
+  __atomic_store_n (&a->stopping, true, __ATOMIC_RELEASE);
+  while (a->recovery_running || a->check_running)
+    pthread_cond_wait (&a->bg_cond, &a->sb_lock);
+  pthread_mutex_unlock (&a->sb_lock);
+
   int r = 0;
   if (clean && active_count (a) > 0) {
     /* In-flight writes are finished (the caller stopped serving). */
@@ -846,21 +803,33 @@ array_close (struct array *a, bool clean)
     }
     if (r == 0) {
       a->resync_offset = SB_RESYNC_CLEAN;
-      r = bump_events_locked (a);
+      r = array_bump_events_locked (a);
     }
     pthread_mutex_unlock (&a->sb_lock);
   }
 
   for (uint32_t s = 0; s < a->nslots; s++)
     io_close (a->m[s].io);
+  for (size_t i = 0; i < a->nretired; i++)
+    io_close (a->retired[i]);
   bitmap_free (a->bm);
   io_close (a->bitmap_io);
   rangelock_destroy (&a->rl);
   pthread_mutex_destroy (&a->sb_lock);
   pthread_mutex_destroy (&a->daemon_lock);
   pthread_cond_destroy (&a->daemon_cond);
+  pthread_cond_destroy (&a->bg_cond);
   free (a);
   return r;
+}
+
+void
+array_wait_background (struct array *a)
+{
+  pthread_mutex_lock (&a->sb_lock);
+  while (a->recovery_running || a->check_running)
+    pthread_cond_wait (&a->bg_cond, &a->sb_lock);
+  pthread_mutex_unlock (&a->sb_lock);
 }
 
 /* ---- introspection ---- */

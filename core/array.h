@@ -29,7 +29,7 @@ struct array_resync_stats {
 enum member_state {
   MEMBER_ACTIVE,
   MEMBER_FAULTY,
-  MEMBER_BEHIND,                /* being recovered */
+  MEMBER_BEHIND,                /* being recovered: written, not read */
   MEMBER_MISSING,
 };
 
@@ -59,6 +59,28 @@ int array_start_daemon (struct array *a);
 /* Clean shutdown (SPEC §5) when CLEAN, then free.  Returns 0 or a negative
  * errno (the array is freed either way). */
 int array_close (struct array *a, bool clean);
+
+/* Administration (SPEC §6, mdadm --fail / --re-add).  Each returns 0 or
+ * a negative errno with a message for the user in MSG. */
+int array_fail_member (struct array *a, uint32_t slot, char *msg,
+                       size_t msglen);
+/* Re-add IO (an opened, locked member file; ownership taken, also on
+ * failure) and recover it in the background while I/O goes on.  With IO
+ * NULL, re-add the file slot SAME_SLOT already has open. */
+int array_readd_member (struct array *a, struct io_file *io,
+                        uint32_t same_slot, char *msg, size_t msglen);
+/* The slot whose open file is the file (device, inode), or -1. */
+int array_slot_of_file (struct array *a, uint64_t dev, uint64_t ino);
+/* Start a background check (or repair) of every chunk on every active
+ * member; RATE in bytes/s, 0 for unlimited. */
+int array_check_start (struct array *a, bool repair, uint64_t rate,
+                       char *msg, size_t msglen);
+/* Wait for background recovery and check to end (tests). */
+void array_wait_background (struct array *a);
+
+/* Status, as text (like /proc/mdstat) or JSON.  Returns the length. */
+size_t array_status_text (struct array *a, char *buf, size_t len);
+size_t array_status_json (struct array *a, char *buf, size_t len);
 
 uint64_t array_size (const struct array *a);
 unsigned array_daemon_sleep (const struct array *a);

@@ -8,6 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <limits.h>
+#include <sys/xattr.h>
+#include <unistd.h>
 
 #include "bitmap/bitmap_format.h"
 #include "core/create.h"
@@ -27,6 +30,10 @@ usage (FILE *f)
            "                   --bitmap FILE MEMBER MEMBER...\n"
            "  mdfusectl examine MEMBER...\n"
            "  mdfusectl examine-bitmap [--dirty] FILE\n"
+           "  mdfusectl status [--json] MOUNTPOINT\n"
+           "  mdfusectl fail MOUNTPOINT MEMBER\n"
+           "  mdfusectl re-add MOUNTPOINT MEMBER\n"
+           "  mdfusectl check [--repair] [--rate SIZE] [--no-wait] MOUNTPOINT\n"
            "\n"
            "SIZE is in bytes, or with a K, M, G or T suffix (powers of 1024).\n");
 }
@@ -273,6 +280,221 @@ cmd_examine_bitmap (int argc, char **argv)
   return st == BITMAP_HEADER_OK ? 0 : 2;
 }
 
+/* ---- talking to a running daemon (extended attributes on volume) ---- */
+
+static void
+volume_path (const char *mountpoint, char *out, size_t len)
+{
+  snprintf (out, len, "%s/volume", mountpoint);
+}
+
+/* Read attribute NAME of the volume into a malloc'd string. */
+static char *
+get_attr (const char *mountpoint, const char *name)
+{
+  char path[PATH_MAX];
+  volume_path (mountpoint, path, sizeof path);
+  for (int tries = 0; tries < 5; tries++) {
+    ssize_t n = getxattr (path, name, NULL, 0);
+    if (n < 0)
+      break;
+    char *buf = malloc ((size_t) n + 1);
+    if (!buf)
+      return NULL;
+    ssize_t m = getxattr (path, name, buf, (size_t) n);
+    if (m >= 0) {
+      buf[m] = '\0';
+      return buf;
+    }
+    free (buf);
+    if (errno != ERANGE)
+      break;
+  }
+  if (errno == ENOENT || errno == ENOTCONN)
+    log_error ("%s: no mdfuse volume is mounted there (%s)", mountpoint,
+               strerror (errno));
+  else if (errno == ENODATA || errno == ENOTSUP)
+    log_error ("%s: not an mdfuse mount", mountpoint);
+  else
+    log_error ("%s: %s", path, strerror (errno));
+  return NULL;
+}
+
+static int
+cmd_status (int argc, char **argv)
+{
+  bool json = false;
+  const char *mnt = NULL;
+  for (int i = 1; i < argc; i++) {
+    if (strcmp (argv[i], "--json") == 0)
+      json = true;
+    else if (!mnt)
+      mnt = argv[i];
+    else {
+      usage (stderr);
+      return 1;
+    }
+  }
+  if (!mnt) {
+    usage (stderr);
+    return 1;
+  }
+  char *text = get_attr (mnt, json ? "user.mdfuse.status.json"
+                         : "user.mdfuse.status");
+  if (!text)
+    return 1;
+  fputs (text, stdout);
+  free (text);
+  return 0;
+}
+
+/* Send an administrative command; print the daemon's answer. */
+static int
+send_command (const char *mnt, const char *cmd, const char *arg)
+{
+  char path[PATH_MAX], name[64];
+  volume_path (mnt, path, sizeof path);
+  snprintf (name, sizeof name, "user.mdfuse.%s", cmd);
+  int r = setxattr (path, name, arg, strlen (arg), 0);
+  int e = errno;
+  char *msg = get_attr (mnt, "user.mdfuse.message");
+  if (r < 0) {
+    if (e == EACCES)
+      log_error ("%s: permission denied: only the user who mounted the "
+                 "volume, or root, may %s", mnt, cmd);
+    else if (msg && *msg)
+      log_error ("%s", msg);
+    else
+      log_error ("%s: %s: %s", mnt, cmd, strerror (e));
+    free (msg);
+    return 1;
+  }
+  if (msg && *msg)
+    printf ("%s\n", msg);
+  free (msg);
+  return 0;
+}
+
+static int
+cmd_member_op (int argc, char **argv, const char *cmd)
+{
+  if (argc != 3) {
+    usage (stderr);
+    return 1;
+  }
+  /* The daemon's working directory is not ours: send an absolute path
+   * (a slot number goes as it is). */
+  char abs[PATH_MAX];
+  const char *arg = argv[2];
+  if (strspn (arg, "0123456789") != strlen (arg)) {
+    if (!realpath (arg, abs)) {
+      log_error ("%s: %s", arg, strerror (errno));
+      return 1;
+    }
+    arg = abs;
+  }
+  return send_command (argv[1], cmd, arg);
+}
+
+static uint64_t
+json_number (const char *json, const char *section, const char *key)
+{
+  const char *p = section ? strstr (json, section) : json;
+  if (!p)
+    return 0;
+  char k[64];
+  snprintf (k, sizeof k, "\"%s\":", key);
+  p = strstr (p, k);
+  return p ? strtoull (p + strlen (k), NULL, 10) : 0;
+}
+
+static bool
+json_true (const char *json, const char *section, const char *key)
+{
+  const char *p = section ? strstr (json, section) : json;
+  if (!p)
+    return false;
+  char k[64];
+  snprintf (k, sizeof k, "\"%s\":true", key);
+  const char *q = strstr (p, k);
+  const char *end = strchr (p, '}');
+  return q && (!end || q < end);
+}
+
+static int
+cmd_check (int argc, char **argv)
+{
+  static const struct option longopts[] = {
+    { "repair", no_argument, NULL, 'r' },
+    { "rate", required_argument, NULL, 'R' },
+    { "no-wait", no_argument, NULL, 'n' },
+    { NULL, 0, NULL, 0 },
+  };
+  bool repair = false, wait = true;
+  const char *rate = NULL;
+  uint64_t dummy;
+  int c;
+  while ((c = getopt_long (argc, argv, "", longopts, NULL)) != -1) {
+    switch (c) {
+    case 'r': repair = true; break;
+    case 'R':
+      if (parse_size (optarg, &dummy) < 0) {
+        log_error ("--rate %s: not a size (bytes per second)", optarg);
+        return 1;
+      }
+      rate = optarg;
+      break;
+    case 'n': wait = false; break;
+    default: usage (stderr); return 1;
+    }
+  }
+  if (optind + 1 != argc) {
+    usage (stderr);
+    return 1;
+  }
+  const char *mnt = argv[optind];
+  char arg[128];
+  snprintf (arg, sizeof arg, "%s%s%s", repair ? "repair" : "check",
+            rate ? ",rate=" : "", rate ? rate : "");
+  if (send_command (mnt, "check", arg) != 0)
+    return 1;
+  if (!wait)
+    return 0;
+  bool tty = isatty (STDOUT_FILENO);
+  int last_pct = -1;
+  for (;;) {
+    char *j = get_attr (mnt, "user.mdfuse.status.json");
+    if (!j)
+      return 1;
+    bool running = json_true (j, "\"check\":", "running");
+    uint64_t done = json_number (j, "\"check\":", "done_bytes");
+    uint64_t total = json_number (j, "\"check\":", "total_bytes");
+    uint64_t bad = json_number (j, "\"check\":", "mismatches");
+    int pct = total ? (int) (100 * done / total) : 100;
+    if (!running) {
+      if (tty)
+        printf ("\r%*s\r", 60, "");
+      printf ("%s finished: %" PRIu64 " mismatched chunk%s%s\n",
+              repair ? "repair" : "check", bad, bad == 1 ? "" : "s",
+              repair && bad ? " rewritten" : "");
+      free (j);
+      return !repair && bad ? 2 : 0;
+    }
+    if (tty) {
+      printf ("\r%s: %3d%%  %" PRIu64 " mismatched", repair ? "repair"
+              : "check", pct, bad);
+      fflush (stdout);
+    }
+    else if (pct / 10 != last_pct / 10) {
+      printf ("%s: %d%%\n", repair ? "repair" : "check", pct);
+      fflush (stdout);
+    }
+    last_pct = pct;
+    free (j);
+    usleep (200000);
+  }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -288,6 +510,14 @@ main (int argc, char **argv)
     return cmd_examine (argc - 1, argv + 1);
   if (strcmp (cmd, "examine-bitmap") == 0)
     return cmd_examine_bitmap (argc - 1, argv + 1);
+  if (strcmp (cmd, "status") == 0)
+    return cmd_status (argc - 1, argv + 1);
+  if (strcmp (cmd, "fail") == 0)
+    return cmd_member_op (argc - 1, argv + 1, "fail");
+  if (strcmp (cmd, "re-add") == 0)
+    return cmd_member_op (argc - 1, argv + 1, "re-add");
+  if (strcmp (cmd, "check") == 0)
+    return cmd_check (argc - 1, argv + 1);
   if (strcmp (cmd, "-h") == 0 || strcmp (cmd, "--help") == 0 || strcmp (cmd, "help") == 0) {
     usage (stdout);
     return 0;

@@ -1,0 +1,114 @@
+/* The array's insides, shared by the files of core/ that implement it
+ * (array.c, recovery.c, check.c, status.c).  Not for anyone else. */
+#ifndef MDFUSE_ARRAY_IMPL_H
+#define MDFUSE_ARRAY_IMPL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "bitmap/bitmap.h"
+#include "core/array.h"
+#include "core/assemble.h"
+#include "core/rangelock.h"
+#include "core/superblock.h"
+
+#define COPY_BUF_SIZE (4u << 20)
+#define RESYNC_CHECKPOINT_BYTES (64ull << 20)
+
+struct array_member {
+  struct io_file *io;           /* NULL when missing */
+  struct md_sb sb;              /* this member's superblock as last written */
+  int state;                    /* enum member_state; atomic loads */
+  enum slot_state recovery;     /* what a behind member needs */
+  bool just_recovered;          /* its superblock is written after the others' */
+  uint64_t read_errors, write_errors;
+};
+
+struct array {
+  uint32_t nslots;
+  struct array_member m[ASSEMBLE_MAX_SLOTS];
+  uint32_t reference;           /* a current slot to copy from */
+  struct md_sb tmpl;            /* array-wide superblock fields */
+  uint64_t volume_bytes;
+  uint64_t events;              /* guarded by sb_lock */
+  uint64_t resync_offset;       /* sectors; written in every superblock */
+  uint64_t resync_from;         /* -o nobitmap dirty shutdown: resync from */
+
+  struct bitmap *bm;            /* NULL with -o nobitmap */
+  struct io_file *bitmap_io;
+  bool bitmap_stale_at_mount;
+  bool bitmap_gone;             /* header writes stop (sb_lock) */
+  int bitmap_skip;              /* writers may skip the bitmap: the events
+                                 * bump that makes it stale is durable */
+  int marked_active;            /* superblocks say resync_offset = 0 */
+
+  pthread_mutex_t sb_lock;      /* superblocks, events, member states */
+  struct rangelock rl;
+  unsigned daemon_sleep;
+  unsigned read_rr;
+
+  /* Online recovery (re-add) and check/repair, one at a time each. */
+  pthread_t recovery_thread;
+  bool recovery_running;
+  uint32_t recovery_slot;
+  bool recovery_full;
+  uint64_t recovery_pos, recovery_total;        /* chunks */
+  double recovery_start;
+  pthread_t check_thread;
+  bool check_running, check_repair;
+  uint64_t check_pos, check_total, check_mismatches, check_repaired;
+  uint64_t check_rate;          /* bytes/s, 0 = unlimited */
+  double check_start;
+  bool check_done_once;
+  char check_source[64];
+  bool stopping;                /* shutdown: background work ends */
+  pthread_cond_t bg_cond;       /* recovery or check ended (sb_lock) */
+  /* Files of members that failed and were replaced by a re-add: a writer
+   * may still be inside a pwrite on them, so they close at shutdown. */
+  struct io_file *retired[ASSEMBLE_MAX_SLOTS * 4];
+  size_t nretired;
+  struct array_resync_stats last_resync;
+
+  pthread_t daemon;
+  bool daemon_running, daemon_stop;
+  pthread_mutex_t daemon_lock;
+  pthread_cond_t daemon_cond;
+};
+
+static inline int
+state_of (struct array *a, uint32_t s)
+{
+  return __atomic_load_n (&a->m[s].state, __ATOMIC_ACQUIRE);
+}
+
+static inline void
+set_state (struct array *a, uint32_t s, int st)
+{
+  __atomic_store_n (&a->m[s].state, st, __ATOMIC_RELEASE);
+}
+
+static inline uint32_t
+active_count (struct array *a)
+{
+  uint32_t n = 0;
+  for (uint32_t s = 0; s < a->nslots; s++)
+    if (state_of (a, s) == MEMBER_ACTIVE)
+      n++;
+  return n;
+}
+
+static inline bool
+all_active (struct array *a)
+{
+  return active_count (a) == a->nslots;
+}
+
+int array_member_failed (struct array *a, uint32_t slot, int err,
+                         const char *what);
+int array_bump_events_locked (struct array *a);
+int array_read_any (struct array *a, void *buf, size_t len, uint64_t off,
+                    uint32_t first);
+void array_bitmap_failed (struct array *a);
+
+#endif

@@ -1,0 +1,213 @@
+/* Online check and repair (md's check/repair): read every chunk from every
+ * active member while the volume stays in use, compare xxh3-128 digests,
+ * count mismatches, and on repair rewrite them from the first member or,
+ * with three or more members, from the majority. */
+#include <config.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <xxhash.h>
+
+#include "core/array_impl.h"
+#include "core/log.h"
+#include "core/util.h"
+
+#define CHECK_PIECE (1u << 20)
+
+static bool
+same_digest (XXH128_hash_t x, XXH128_hash_t y)
+{
+  return XXH128_isEqual (x, y);
+}
+
+/* The member whose data the others take: the majority digest when three
+ * or more agree on one, else the first active member. */
+static int
+choose_source (struct array *a, const bool *have, const XXH128_hash_t *d,
+               uint32_t nactive)
+{
+  int first = -1, best = -1;
+  uint32_t best_votes = 0;
+  for (uint32_t s = 0; s < a->nslots; s++) {
+    if (!have[s])
+      continue;
+    if (first < 0)
+      first = (int) s;
+    uint32_t votes = 0;
+    for (uint32_t t = 0; t < a->nslots; t++)
+      if (have[t] && same_digest (d[s], d[t]))
+        votes++;
+    if (votes > best_votes) {
+      best_votes = votes;
+      best = (int) s;
+    }
+  }
+  if (nactive >= 3 && best_votes * 2 > nactive)
+    return best;
+  return first;
+}
+
+static void
+rate_limit (struct array *a, uint64_t done)
+{
+  if (a->check_rate == 0)
+    return;
+  double should = (double) done / (double) a->check_rate;
+  double spent = now_seconds () - a->check_start;
+  if (should > spent) {
+    double d = should - spent;
+    struct timespec ts = { (time_t) d, (long) ((d - (double) (time_t) d) * 1e9) };
+    nanosleep (&ts, NULL);
+  }
+}
+
+static void *
+check_main (void *arg)
+{
+  struct array *a = arg;
+  uint8_t *bufs[ASSEMBLE_MAX_SLOTS] = { 0 };
+  int r = 0;
+  for (uint32_t s = 0; s < a->nslots && r == 0; s++)
+    if (posix_memalign ((void **) &bufs[s], 4096, CHECK_PIECE) != 0)
+      r = -ENOMEM;
+  uint64_t chunk = a->bm ? bitmap_chunk_size (a->bm) : 4ull << 20;
+  uint64_t piece = chunk < CHECK_PIECE ? chunk : CHECK_PIECE;
+  uint64_t last_bad_chunk = UINT64_MAX;
+  uint64_t done = 0;
+
+  for (uint64_t off = 0; off < a->volume_bytes && r == 0; off += piece) {
+    if (__atomic_load_n (&a->stopping, __ATOMIC_ACQUIRE)) {
+      r = -ECANCELED;
+      break;
+    }
+    size_t len = (size_t) (a->volume_bytes - off < piece
+                           ? a->volume_bytes - off : piece);
+    struct rangelock_entry lk;
+    rangelock_acquire (&a->rl, &lk, off, off + len);
+    bool have[ASSEMBLE_MAX_SLOTS] = { 0 };
+    XXH128_hash_t d[ASSEMBLE_MAX_SLOTS];
+    uint32_t nactive = 0;
+    for (uint32_t s = 0; s < a->nslots; s++) {
+      if (state_of (a, s) != MEMBER_ACTIVE)
+        continue;
+      int e = io_pread_full (a->m[s].io, bufs[s], len, off);
+      if (e < 0) {
+        __atomic_add_fetch (&a->m[s].read_errors, 1, __ATOMIC_RELAXED);
+        array_member_failed (a, s, e, "check read");
+        continue;
+      }
+      d[s] = XXH3_128bits (bufs[s], len);
+      have[s] = true;
+      nactive++;
+    }
+    bool mismatch = false;
+    int ref = -1;
+    for (uint32_t s = 0; s < a->nslots; s++) {
+      if (!have[s])
+        continue;
+      if (ref < 0)
+        ref = (int) s;
+      else if (!same_digest (d[s], d[ref]))
+        mismatch = true;
+    }
+    if (mismatch) {
+      uint64_t c = off / chunk;
+      if (c != last_bad_chunk) {
+        __atomic_add_fetch (&a->check_mismatches, 1, __ATOMIC_RELAXED);
+        last_bad_chunk = c;
+        log_warn ("check: chunk %" PRIu64 " (bytes %" PRIu64 "..%" PRIu64
+                  ") differs between members", c, c * chunk,
+                  (c + 1) * chunk - 1);
+      }
+      if (a->check_repair) {
+        int src = choose_source (a, have, d, nactive);
+        snprintf (a->check_source, sizeof a->check_source, "%s",
+                  nactive >= 3 ? "majority" : "first member");
+        /* The bits cover the rewrite like any write (SPEC §4). */
+        bool counted = a->bm && !__atomic_load_n (&a->bitmap_skip,
+                                                  __ATOMIC_ACQUIRE);
+        if (counted && bitmap_start_write (a->bm, off, len) < 0)
+          array_bitmap_failed (a);
+        for (uint32_t s = 0; s < a->nslots; s++) {
+          if (!have[s] || (int) s == src || same_digest (d[s], d[src]))
+            continue;
+          int e = io_pwrite_full (a->m[s].io, bufs[src], len, off);
+          if (e < 0)
+            array_member_failed (a, s, e, "repair write");
+          else
+            __atomic_add_fetch (&a->check_repaired, 1, __ATOMIC_RELAXED);
+        }
+        if (counted)
+          bitmap_end_write (a->bm, off, len);
+      }
+    }
+    rangelock_release (&a->rl, &lk);
+    done += len;
+    __atomic_store_n (&a->check_pos, done, __ATOMIC_RELAXED);
+    rate_limit (a, done);
+  }
+  if (r == 0 && a->check_repair)
+    r = array_flush (a);
+  for (uint32_t s = 0; s < a->nslots; s++)
+    free (bufs[s]);
+
+  pthread_mutex_lock (&a->sb_lock);
+  if (r == 0)
+    log_info ("%s finished: %" PRIu64 " mismatched chunks%s in %.1f s",
+              a->check_repair ? "repair" : "check", a->check_mismatches,
+              a->check_repair ? " rewritten" : "",
+              now_seconds () - a->check_start);
+  else
+    log_warn ("%s stopped: %s", a->check_repair ? "repair" : "check",
+              strerror (-r));
+  a->check_running = false;
+  a->check_done_once = true;
+  pthread_cond_broadcast (&a->bg_cond);
+  pthread_mutex_unlock (&a->sb_lock);
+  return NULL;
+}
+
+int
+array_check_start (struct array *a, bool repair, uint64_t rate, char *msg,
+                   size_t msglen)
+{
+  pthread_mutex_lock (&a->sb_lock);
+  int r = 0;
+  if (a->check_running) {
+    snprintf (msg, msglen, "a check is already running");
+    r = -EBUSY;
+  }
+  else if (active_count (a) < 2) {
+    snprintf (msg, msglen, "fewer than two active members: nothing to "
+              "compare");
+    r = -EINVAL;
+  }
+  else {
+    a->check_repair = repair;
+    a->check_rate = rate;
+    a->check_pos = 0;
+    a->check_total = a->volume_bytes;
+    a->check_mismatches = a->check_repaired = 0;
+    a->check_source[0] = '\0';
+    a->check_start = now_seconds ();
+    int e = pthread_create (&a->check_thread, NULL, check_main, a);
+    if (e) {
+      snprintf (msg, msglen, "cannot start the check thread: %s",
+                strerror (e));
+      r = -e;
+    }
+    else {
+      pthread_detach (a->check_thread);
+      a->check_running = true;
+      snprintf (msg, msglen, "%s started", repair ? "repair" : "check");
+      log_info ("%s", msg);
+    }
+  }
+  pthread_mutex_unlock (&a->sb_lock);
+  return r;
+}

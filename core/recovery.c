@@ -1,0 +1,281 @@
+/* Bringing a member back while the volume is in use (SPEC §6): fail,
+ * re-add, and the background recovery that copies only what the bitmap
+ * marks when it can. */
+#include <config.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core/array_impl.h"
+#include "core/log.h"
+#include "core/member.h"
+#include "core/util.h"
+
+#define RECOVERY_BUF (1u << 20)
+
+int
+array_fail_member (struct array *a, uint32_t slot, char *msg, size_t msglen)
+{
+  if (slot >= a->nslots) {
+    snprintf (msg, msglen, "no slot %" PRIu32, slot);
+    return -EINVAL;
+  }
+  pthread_mutex_lock (&a->sb_lock);
+  int st = state_of (a, slot);
+  int r = 0;
+  if (st == MEMBER_BEHIND) {
+    /* Stop its recovery; it is faulty in every superblock already. */
+    set_state (a, slot, MEMBER_FAULTY);
+    snprintf (msg, msglen, "%s: recovery stopped, member faulty",
+              a->m[slot].io->name);
+  }
+  else if (st != MEMBER_ACTIVE) {
+    snprintf (msg, msglen, "slot %" PRIu32 " is not active", slot);
+    r = -EINVAL;
+  }
+  else if (active_count (a) <= 1) {
+    snprintf (msg, msglen, "%s: the last active member cannot be failed",
+              a->m[slot].io->name);
+    r = -EBUSY;
+  }
+  else {
+    set_state (a, slot, MEMBER_FAULTY);
+    if (a->bm)
+      bitmap_allow_clearing (a->bm, false);
+    /* Durable before we answer: the survivors say it is faulty. */
+    r = array_bump_events_locked (a);
+    log_warn ("%s: failed by the administrator; the volume goes on degraded",
+              a->m[slot].io->name);
+    snprintf (msg, msglen, "%s: marked faulty", a->m[slot].io->name);
+  }
+  pthread_mutex_unlock (&a->sb_lock);
+  return r;
+}
+
+/* Copy [START, END) from an active member to SLOT, in pieces, holding the
+ * range lock so that no user write to the range interleaves. */
+static int
+recover_range (struct array *a, uint32_t slot, uint8_t *buf, uint64_t start,
+               uint64_t end)
+{
+  struct rangelock_entry lk;
+  rangelock_acquire (&a->rl, &lk, start, end);
+  int r = 0;
+  for (uint64_t off = start; off < end && r == 0; off += RECOVERY_BUF) {
+    size_t len = (size_t) (end - off < RECOVERY_BUF ? end - off : RECOVERY_BUF);
+    r = array_read_any (a, buf, len, off, slot + 1);
+    if (r < 0)
+      break;
+    r = io_pwrite_full (a->m[slot].io, buf, len, off);
+    if (r < 0)
+      array_member_failed (a, slot, r, "recovery write");
+  }
+  rangelock_release (&a->rl, &lk);
+  return r;
+}
+
+static void *
+recovery_main (void *arg)
+{
+  struct array *a = arg;
+  uint32_t slot = a->recovery_slot;
+  const char *name = a->m[slot].io->name;
+  uint64_t chunk = a->bm ? bitmap_chunk_size (a->bm) : 4ull << 20;
+  uint64_t nchunks = (a->volume_bytes + chunk - 1) / chunk;
+  uint8_t *buf = NULL;
+  int r = posix_memalign ((void **) &buf, 4096, RECOVERY_BUF) ? -ENOMEM : 0;
+  uint64_t copied = 0;
+
+  for (uint64_t c = 0; c < nchunks && r == 0; c++) {
+    if (__atomic_load_n (&a->stopping, __ATOMIC_ACQUIRE)
+        || state_of (a, slot) != MEMBER_BEHIND) {
+      r = -ECANCELED;
+      break;
+    }
+    /* A clear bit: not written since the member left (no bit has been
+     * cleared since, by the events_cleared rule). */
+    if (!a->recovery_full && !bitmap_test (a->bm, c))
+      continue;
+    uint64_t start = c * chunk;
+    uint64_t end = start + chunk < a->volume_bytes ? start + chunk
+      : a->volume_bytes;
+    r = recover_range (a, slot, buf, start, end);
+    copied++;
+    __atomic_store_n (&a->recovery_pos, copied, __ATOMIC_RELAXED);
+  }
+  free (buf);
+  if (r == 0) {
+    r = io_fdatasync (a->m[slot].io);
+    if (r < 0)
+      array_member_failed (a, slot, r, "fdatasync");
+  }
+
+  pthread_mutex_lock (&a->sb_lock);
+  if (r == 0 && state_of (a, slot) == MEMBER_BEHIND) {
+    /* Its copy is durable: it becomes current, the others' superblocks
+     * (its role active) first, then its own (SPEC §5 step 5). */
+    set_state (a, slot, MEMBER_ACTIVE);
+    a->m[slot].just_recovered = true;
+    r = array_bump_events_locked (a);
+    if (r == 0 && a->bm && all_active (a))
+      bitmap_allow_clearing (a->bm, true);
+    log_info ("%s: recovered (%" PRIu64 " of %" PRIu64 " chunks copied, %s) "
+              "in %.1f s", name, copied, nchunks,
+              a->recovery_full ? "full" : "from the bitmap",
+              now_seconds () - a->recovery_start);
+  }
+  else if (r != -ECANCELED)
+    log_error ("%s: recovery failed: %s", name, strerror (-r));
+  else
+    log_warn ("%s: recovery stopped", name);
+  a->recovery_running = false;
+  pthread_cond_broadcast (&a->bg_cond);
+  pthread_mutex_unlock (&a->sb_lock);
+  return NULL;
+}
+
+int
+array_readd_member (struct array *a, struct io_file *io, uint32_t same_slot,
+                    char *msg, size_t msglen)
+{
+  /* Re-adding the very file a slot already has open: reuse it (a second
+   * open would conflict with our own lock on it). */
+  bool reuse = io == NULL;
+  if (reuse) {
+    if (same_slot >= a->nslots || !a->m[same_slot].io) {
+      snprintf (msg, msglen, "slot %" PRIu32 " has no file", same_slot);
+      return -EINVAL;
+    }
+    io = a->m[same_slot].io;
+  }
+  struct member_probe p;
+  int r = member_probe (io, &p);
+  if (r < 0 || p.status == SB_NO_MAGIC || p.status == SB_UNSUPPORTED) {
+    snprintf (msg, msglen, "%s: %s", io->name, p.why);
+    r = r < 0 ? r : -EINVAL;
+    goto refuse_unlocked;
+  }
+  if (memcmp (p.sb.set_uuid, a->tmpl.set_uuid, 16) != 0) {
+    snprintf (msg, msglen, "%s: member of another array", io->name);
+    r = -EINVAL;
+    goto refuse_unlocked;
+  }
+  if (sb_max_volume_for ((uint64_t) p.file_size) < a->volume_bytes) {
+    snprintf (msg, msglen, "%s: file of %" PRId64 " bytes is too small for "
+              "the volume (%" PRIu64 " bytes)", io->name, p.file_size,
+              a->volume_bytes);
+    r = -EINVAL;
+    goto refuse_unlocked;
+  }
+  uint32_t slot = p.status == SB_VALID ? p.sb.dev_number : same_slot;
+  if (slot >= a->nslots || (reuse && slot != same_slot)) {
+    snprintf (msg, msglen, "%s: its superblock names slot %" PRIu32
+              ", which does not fit", io->name, p.sb.dev_number);
+    r = -EINVAL;
+    goto refuse_unlocked;
+  }
+
+  pthread_mutex_lock (&a->sb_lock);
+  int st = state_of (a, slot);
+  if (a->recovery_running) {
+    snprintf (msg, msglen, "a recovery is already running; try again when "
+              "it ends");
+    r = -EBUSY;
+    goto refuse;
+  }
+  if (st == MEMBER_ACTIVE || st == MEMBER_BEHIND) {
+    snprintf (msg, msglen, "%s: slot %" PRIu32 " is already %s", io->name,
+              slot, st == MEMBER_ACTIVE ? "active" : "recovering");
+    r = -EEXIST;
+    goto refuse;
+  }
+  if (p.status == SB_VALID) {
+    for (uint32_t k = 0; k < a->nslots && k < p.sb.max_dev; k++) {
+      if (state_of (a, k) == MEMBER_ACTIVE
+          && p.sb.dev_roles[k] == SB_ROLE_FAULTY) {
+        snprintf (msg, msglen, "%s: split brain: it marks the active member "
+                  "%s faulty (it ran without it); refusing", io->name,
+                  a->m[k].io ? a->m[k].io->name : "?");
+        r = -EINVAL;
+        goto refuse;
+      }
+    }
+  }
+
+  bool bits = false;
+  if (a->bm && !__atomic_load_n (&a->bitmap_skip, __ATOMIC_ACQUIRE)
+      && p.status == SB_VALID) {
+    struct bitmap_header h;
+    bitmap_get_header (a->bm, &h);
+    bits = p.sb.events >= h.events_cleared;
+  }
+  if (!reuse) {
+    /* A writer may still be inside a pwrite on the old file: it closes at
+     * shutdown. */
+    if (a->m[slot].io
+        && a->nretired < sizeof a->retired / sizeof a->retired[0])
+      a->retired[a->nretired++] = a->m[slot].io;
+    else
+      io_close (a->m[slot].io);
+    a->m[slot].io = io;
+  }
+  a->m[slot].sb = p.sb;
+  a->m[slot].sb.super_offset = sb_super_offset_for ((uint64_t) p.file_size);
+  a->m[slot].sb.data_size = a->m[slot].sb.super_offset;
+  if (p.status != SB_VALID)
+    random_bytes (a->m[slot].sb.device_uuid, 16);
+  a->m[slot].read_errors = a->m[slot].write_errors = 0;
+  a->recovery_slot = slot;
+  a->recovery_full = !bits;
+  a->recovery_pos = 0;
+  uint64_t chunk = a->bm ? bitmap_chunk_size (a->bm) : 4ull << 20;
+  a->recovery_total = bits ? bitmap_dirty_count (a->bm)
+    : (a->volume_bytes + chunk - 1) / chunk;
+  a->recovery_start = now_seconds ();
+  set_state (a, slot, MEMBER_BEHIND);
+  if (a->bm)
+    bitmap_allow_clearing (a->bm, false);
+  int e = pthread_create (&a->recovery_thread, NULL, recovery_main, a);
+  if (e) {
+    set_state (a, slot, MEMBER_FAULTY);
+    snprintf (msg, msglen, "cannot start the recovery thread: %s",
+              strerror (e));
+    pthread_mutex_unlock (&a->sb_lock);
+    return -e;
+  }
+  pthread_detach (a->recovery_thread);
+  a->recovery_running = true;
+  snprintf (msg, msglen, "%s: re-added to slot %" PRIu32 "; recovering %s "
+            "(%" PRIu64 " chunks)", io->name, slot,
+            bits ? "the chunks the bitmap marks" : "everything",
+            a->recovery_total);
+  log_info ("%s", msg);
+  pthread_mutex_unlock (&a->sb_lock);
+  return 0;
+
+refuse:
+  pthread_mutex_unlock (&a->sb_lock);
+refuse_unlocked:
+  if (!reuse)
+    io_close (io);
+  return r;
+}
+
+int
+array_slot_of_file (struct array *a, uint64_t dev, uint64_t ino)
+{
+  for (uint32_t s = 0; s < a->nslots; s++) {
+    if (!a->m[s].io)
+      continue;
+    int fd = io_posix_fd (a->m[s].io);
+    struct stat st;
+    if (fd >= 0 && fstat (fd, &st) == 0 && (uint64_t) st.st_dev == dev
+        && (uint64_t) st.st_ino == ino)
+      return (int) s;
+  }
+  return -1;
+}
