@@ -374,6 +374,12 @@ refuse:
 
 /* ---- resync and recovery (SPEC §5 step 5) ---- */
 
+void
+array_set_resync_progress (struct array *a, struct progress *p)
+{
+  a->resync_progress = p;
+}
+
 /* Read [OFF, OFF+LEN) from an active member, trying each in turn.  A
  * member that fails a read is marked faulty (unless it is the last one)
  * and the read goes to another (SPEC §6). */
@@ -513,6 +519,9 @@ array_resync (struct array *a, struct array_resync_stats *st)
       pending_bytes += end - start;
     }
 
+    if (a->resync_progress)
+      progress_update (a->resync_progress, (c + 1) * chunk < a->volume_bytes
+                       ? (c + 1) * chunk : a->volume_bytes, a->volume_bytes);
     bool last = c + 1 == nchunks;
     if (r == 0 && (pending_bytes >= RESYNC_CHECKPOINT_BYTES || (last && pending_bytes))) {
       /* Checkpoint: the copies are durable before any bit is cleared or
@@ -532,6 +541,8 @@ array_resync (struct array *a, struct array_resync_stats *st)
     }
   }
   free (buf);
+  if (a->resync_progress)
+    progress_end (a->resync_progress);
   if (r < 0)
     return r;
 

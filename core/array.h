@@ -41,6 +41,10 @@ struct array *array_assemble (struct io_file **members, size_t n,
                               struct io_file *bitmap,
                               const struct array_options *opts);
 
+struct progress;
+/* Show the progress of array_resync on P (NULL: none). */
+void array_set_resync_progress (struct array *a, struct progress *p);
+
 /* Step 5: resync the current members, recover the behind ones. */
 int array_resync (struct array *a, struct array_resync_stats *stats);
 

@@ -10,6 +10,7 @@
 #include "bitmap/bitmap.h"
 #include "core/array.h"
 #include "core/assemble.h"
+#include "core/progress.h"
 #include "core/rangelock.h"
 #include "core/superblock.h"
 
@@ -69,6 +70,7 @@ struct array {
   struct io_file *retired[ASSEMBLE_MAX_SLOTS * 4];
   size_t nretired;
   struct array_resync_stats last_resync;
+  struct progress *resync_progress;  /* shown during array_resync */
 
   pthread_t daemon;
   bool daemon_running, daemon_stop;

@@ -142,6 +142,14 @@ io_posix_open (const char *path, int flags)
     int e = errno;
     if (e == EEXIST)
       log_error ("%s: already exists (use --force to overwrite)", path);
+    else if (e == EACCES || e == EPERM || e == EROFS)
+      log_error ("%s: %s; mdfuse needs to %s it: run as root, or give the "
+                 "user access to the file%s", path, strerror (e),
+                 (flags & IO_OPEN_READONLY) ? "read" : "read and write",
+                 e == EROFS ? " on a writable filesystem" : "");
+    else if (e == ENOENT)
+      log_error ("%s: no such file (check the path; members and bitmap are "
+                 "made by 'mdfusectl create')", path);
     else
       log_error ("%s: %s", path, strerror (e));
     errno = e;

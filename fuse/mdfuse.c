@@ -5,6 +5,7 @@
 
 #define FUSE_USE_VERSION 312
 
+#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <fcntl.h>
@@ -24,6 +25,7 @@
 #include "core/array.h"
 #include "core/io.h"
 #include "core/log.h"
+#include "core/progress.h"
 #include "core/util.h"
 
 #define ROOT_INO FUSE_ROOT_ID
@@ -551,6 +553,23 @@ below_mountpoint (const char *path, const char *mnt_real)
   return strncmp (real, mnt_real, n) == 0 && (real[n] == '/' || real[n] == '\0');
 }
 
+static bool
+dir_is_empty (const char *path)
+{
+  DIR *d = opendir (path);
+  if (!d)
+    return true;                /* the mount itself will say what is wrong */
+  struct dirent *e;
+  bool empty = true;
+  while ((e = readdir (d)) != NULL)
+    if (strcmp (e->d_name, ".") != 0 && strcmp (e->d_name, "..") != 0) {
+      empty = false;
+      break;
+    }
+  closedir (d);
+  return empty;
+}
+
 static int
 split_members (char *list, char **out, size_t max)
 {
@@ -580,7 +599,13 @@ open_array (struct mdfuse_config *conf, const char *mountpoint)
   }
   struct stat st;
   if (stat (mnt_real, &st) < 0 || !S_ISDIR (st.st_mode)) {
-    log_error ("%s: not a directory", mountpoint);
+    log_error ("%s: mount point is not a directory; make an empty directory "
+               "to mount on", mountpoint);
+    return NULL;
+  }
+  if (!dir_is_empty (mnt_real)) {
+    log_error ("%s: mount point is not empty (its files would be hidden); "
+               "mount on an empty directory", mountpoint);
     return NULL;
   }
 
@@ -599,7 +624,11 @@ open_array (struct mdfuse_config *conf, const char *mountpoint)
         log_error ("%s: given twice", paths[i]);
         goto fail;
       }
-    members[i] = io_posix_open (paths[i], IO_OPEN_LOCK);
+    /* Absolute names: the daemon leaves its working directory, and status
+     * should say which file it means. */
+    char abs[PATH_MAX];
+    members[i] = io_posix_open (realpath (paths[i], abs) ? abs : paths[i],
+                                IO_OPEN_LOCK);
     if (!members[i]) {
       if (!conf->degraded || errno == EBUSY)
         goto fail;
@@ -626,7 +655,9 @@ open_array (struct mdfuse_config *conf, const char *mountpoint)
                  "its own bitmap", conf->bitmap, mountpoint);
       goto fail;
     }
-    bitmap = io_posix_open (conf->bitmap, IO_OPEN_LOCK);
+    char abs[PATH_MAX];
+    bitmap = io_posix_open (realpath (conf->bitmap, abs) ? abs : conf->bitmap,
+                            IO_OPEN_LOCK);
     if (!bitmap)
       goto fail;
     fstat (io_posix_fd (bitmap), &st);
@@ -704,7 +735,12 @@ main (int argc, char **argv)
     goto out;
 
   struct array_resync_stats rs;
-  if (array_resync (mf.array, &rs) < 0) {
+  struct progress prog;
+  progress_init (&prog, stderr, "resync");
+  array_set_resync_progress (mf.array, &prog);
+  int resync_r = array_resync (mf.array, &rs);
+  array_set_resync_progress (mf.array, NULL);
+  if (resync_r < 0) {
     log_error ("resync failed; not mounting");
     array_close (mf.array, false);
     mf.array = NULL;

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 #include <limits.h>
+#include <sys/ioctl.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -17,6 +18,7 @@
 #include "core/io.h"
 #include "core/log.h"
 #include "core/member.h"
+#include "core/progress.h"
 #include "core/superblock.h"
 #include "core/util.h"
 
@@ -29,8 +31,8 @@ usage (FILE *f)
            "                   [--daemon-sleep SECONDS] --size SIZE\n"
            "                   --bitmap FILE MEMBER MEMBER...\n"
            "  mdfusectl examine MEMBER...\n"
-           "  mdfusectl examine-bitmap [--dirty] FILE\n"
-           "  mdfusectl status [--json] MOUNTPOINT\n"
+           "  mdfusectl examine-bitmap [--dirty] [--map] FILE\n"
+           "  mdfusectl status [--json] [--map] MOUNTPOINT\n"
            "  mdfusectl fail MOUNTPOINT MEMBER\n"
            "  mdfusectl re-add MOUNTPOINT MEMBER\n"
            "  mdfusectl check [--repair] [--rate SIZE] [--no-wait] MOUNTPOINT\n"
@@ -197,14 +199,64 @@ cmd_examine (int argc, char **argv)
   return rc;
 }
 
+/* ---- the bitmap as a picture ---- */
+
+static unsigned
+map_columns (void)
+{
+  struct winsize ws;
+  if (isatty (STDOUT_FILENO) && ioctl (STDOUT_FILENO, TIOCGWINSZ, &ws) == 0
+      && ws.ws_col >= 20)
+    return ws.ws_col - 2u;
+  const char *c = getenv ("COLUMNS");
+  if (c && atoi (c) >= 20)
+    return (unsigned) atoi (c) - 2u;
+  return 64;
+}
+
+/* Draw NCHUNKS bits (BITS is the bits area, bit i = chunk i) as a grid:
+ * '.' clean, '#' dirty, DIRTY_CHAR instead of '#' when given (e.g. 'R'
+ * while those chunks are being recovered).  Each cell stands for as many
+ * chunks as it takes to fit in 16 rows of the terminal's width. */
+static void
+draw_map (const uint8_t *bits, uint64_t nchunks, uint64_t chunk,
+          char dirty_char)
+{
+  uint64_t cols = map_columns (), max_rows = 16;
+  uint64_t per = (nchunks + cols * max_rows - 1) / (cols * max_rows);
+  if (per == 0)
+    per = 1;
+  uint64_t cells = (nchunks + per - 1) / per;
+  if (cells < cols)
+    cols = cells;
+  char cs[32];
+  format_bytes (per * chunk, cs, sizeof cs);
+  printf ("map: %" PRIu64 " chunks, each cell %" PRIu64 " chunk%s (%s); "
+          "'.' clean, '%c' dirty%s\n", nchunks, per, per == 1 ? "" : "s", cs,
+          dirty_char, dirty_char == 'R' ? " and being recovered" : "");
+  for (uint64_t cell = 0; cell < cells; cell++) {
+    bool dirty = false;
+    for (uint64_t c = cell * per; c < (cell + 1) * per && c < nchunks; c++)
+      if (bits[c / 8] & (1u << (c % 8))) {
+        dirty = true;
+        break;
+      }
+    putchar (dirty ? dirty_char : '.');
+    if ((cell + 1) % cols == 0 || cell + 1 == cells)
+      putchar ('\n');
+  }
+}
+
 static int
 cmd_examine_bitmap (int argc, char **argv)
 {
-  bool dirty_list = false;
+  bool dirty_list = false, map = false;
   const char *path = NULL;
   for (int i = 1; i < argc; i++) {
     if (strcmp (argv[i], "--dirty") == 0)
       dirty_list = true;
+    else if (strcmp (argv[i], "--map") == 0)
+      map = true;
     else if (!path && argv[i][0] != '-')
       path = argv[i];
     else {
@@ -276,6 +328,8 @@ cmd_examine_bitmap (int argc, char **argv)
           "Bitmap", chunks, dirty, chunks ? 100.0 * (double) dirty / (double) chunks : 0.0);
   printf ("%16s : %s\n", "Checksum",
           st == BITMAP_HEADER_OK ? "correct" : why);
+  if (map)
+    draw_map (buf + BITMAP_HEADER_SIZE, chunks, h.chunksize, '#');
   free (buf);
   return st == BITMAP_HEADER_OK ? 0 : 2;
 }
@@ -319,15 +373,86 @@ get_attr (const char *mountpoint, const char *name)
     log_error ("%s: %s", path, strerror (errno));
   return NULL;
 }
+static uint64_t
+json_number (const char *json, const char *section, const char *key)
+{
+  const char *p = section ? strstr (json, section) : json;
+  if (!p)
+    return 0;
+  char k[64];
+  snprintf (k, sizeof k, "\"%s\":", key);
+  p = strstr (p, k);
+  return p ? strtoull (p + strlen (k), NULL, 10) : 0;
+}
+
+static bool
+json_true (const char *json, const char *section, const char *key)
+{
+  const char *p = section ? strstr (json, section) : json;
+  if (!p)
+    return false;
+  char k[64];
+  snprintf (k, sizeof k, "\"%s\":true", key);
+  const char *q = strstr (p, k);
+  const char *end = strchr (p, '}');
+  return q && (!end || q < end);
+}
+
+
+/* The bitmap of a mounted volume: its file (every set bit is on disk
+ * before the write it covers), 'R' while a recovery runs. */
+static int
+status_map (const char *mnt)
+{
+  char *j = get_attr (mnt, "user.mdfuse.status.json");
+  if (!j)
+    return 1;
+  const char *p = strstr (j, "\"bitmap\":{\"path\":\"");
+  if (!p) {
+    printf ("map: no bitmap in use\n");
+    free (j);
+    return 0;
+  }
+  p += strlen ("\"bitmap\":{\"path\":\"");
+  char path[PATH_MAX];
+  size_t n = 0;
+  while (*p && *p != '"' && n + 1 < sizeof path) {
+    if (*p == '\\' && p[1])
+      p++;
+    path[n++] = *p++;
+  }
+  path[n] = '\0';
+  bool recovering = !strstr (j, "\"recovery\":null");
+  uint64_t chunk = json_number (j, "\"bitmap\":", "chunk_size");
+  uint64_t chunks = json_number (j, "\"bitmap\":", "chunks");
+  free (j);
+  struct io_file *f = io_posix_open (path, IO_OPEN_READONLY);
+  if (!f)
+    return 1;
+  size_t len = BITMAP_HEADER_SIZE + (chunks + 7) / 8;
+  uint8_t *buf = malloc (len);
+  int r = buf ? io_pread_full (f, buf, len, 0) : -ENOMEM;
+  io_close (f);
+  if (r < 0) {
+    log_error ("%s: cannot read: %s", path, strerror (-r));
+    free (buf);
+    return 1;
+  }
+  draw_map (buf + BITMAP_HEADER_SIZE, chunks, chunk, recovering ? 'R' : '#');
+  free (buf);
+  return 0;
+}
 
 static int
 cmd_status (int argc, char **argv)
 {
-  bool json = false;
+  bool json = false, map = false;
   const char *mnt = NULL;
   for (int i = 1; i < argc; i++) {
     if (strcmp (argv[i], "--json") == 0)
       json = true;
+    else if (strcmp (argv[i], "--map") == 0)
+      map = true;
     else if (!mnt)
       mnt = argv[i];
     else {
@@ -345,7 +470,7 @@ cmd_status (int argc, char **argv)
     return 1;
   fputs (text, stdout);
   free (text);
-  return 0;
+  return map ? status_map (mnt) : 0;
 }
 
 /* Send an administrative command; print the daemon's answer. */
@@ -396,31 +521,6 @@ cmd_member_op (int argc, char **argv, const char *cmd)
   return send_command (argv[1], cmd, arg);
 }
 
-static uint64_t
-json_number (const char *json, const char *section, const char *key)
-{
-  const char *p = section ? strstr (json, section) : json;
-  if (!p)
-    return 0;
-  char k[64];
-  snprintf (k, sizeof k, "\"%s\":", key);
-  p = strstr (p, k);
-  return p ? strtoull (p + strlen (k), NULL, 10) : 0;
-}
-
-static bool
-json_true (const char *json, const char *section, const char *key)
-{
-  const char *p = section ? strstr (json, section) : json;
-  if (!p)
-    return false;
-  char k[64];
-  snprintf (k, sizeof k, "\"%s\":true", key);
-  const char *q = strstr (p, k);
-  const char *end = strchr (p, '}');
-  return q && (!end || q < end);
-}
-
 static int
 cmd_check (int argc, char **argv)
 {
@@ -460,8 +560,8 @@ cmd_check (int argc, char **argv)
     return 1;
   if (!wait)
     return 0;
-  bool tty = isatty (STDOUT_FILENO);
-  int last_pct = -1;
+  struct progress prog;
+  progress_init (&prog, stdout, repair ? "repair" : "check");
   for (;;) {
     char *j = get_attr (mnt, "user.mdfuse.status.json");
     if (!j)
@@ -470,27 +570,15 @@ cmd_check (int argc, char **argv)
     uint64_t done = json_number (j, "\"check\":", "done_bytes");
     uint64_t total = json_number (j, "\"check\":", "total_bytes");
     uint64_t bad = json_number (j, "\"check\":", "mismatches");
-    int pct = total ? (int) (100 * done / total) : 100;
+    free (j);
     if (!running) {
-      if (tty)
-        printf ("\r%*s\r", 60, "");
+      progress_end (&prog);
       printf ("%s finished: %" PRIu64 " mismatched chunk%s%s\n",
               repair ? "repair" : "check", bad, bad == 1 ? "" : "s",
               repair && bad ? " rewritten" : "");
-      free (j);
       return !repair && bad ? 2 : 0;
     }
-    if (tty) {
-      printf ("\r%s: %3d%%  %" PRIu64 " mismatched", repair ? "repair"
-              : "check", pct, bad);
-      fflush (stdout);
-    }
-    else if (pct / 10 != last_pct / 10) {
-      printf ("%s: %d%%\n", repair ? "repair" : "check", pct);
-      fflush (stdout);
-    }
-    last_pct = pct;
-    free (j);
+    progress_update (&prog, done, total);
     usleep (200000);
   }
 }
