@@ -307,6 +307,8 @@ array_assemble (struct io_file **members, size_t n, struct io_file *bitmap_io,
     if (h.daemon_sleep >= 1 && h.daemon_sleep <= 3600)
       a->daemon_sleep = h.daemon_sleep;
     h.daemon_sleep = a->daemon_sleep;
+    h.chunksize = (uint32_t) plan.bitmap_chunk;
+    h.state &= BITMAP_STATE_STALE;
     a->bitmap_io = bitmap_io;
     bitmap_io = NULL;
     a->bm = load_bitmap (a->bitmap_io, &h, a->volume_bytes);

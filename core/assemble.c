@@ -40,21 +40,37 @@ assemble_decide (const struct member_probe *m, const char *const *names,
 
   /* Step 1: every member must be one of ours; the valid one with the
    * highest events is the reference. */
+  /* The reference: a valid member with the highest events that no other
+   * such member marks faulty (so the choice does not depend on the order
+   * the members were given in). */
   int ref = -1;
-  for (size_t i = 0; i < n; i++) {
-    if (m[i].status == SB_VALID) {
-      if (ref < 0 || m[i].sb.events > m[ref].sb.events)
-        ref = (int) i;
+  uint64_t maxev = 0;
+  for (size_t i = 0; i < n; i++)
+    if (m[i].status == SB_VALID && (ref < 0 || m[i].sb.events > maxev)) {
+      ref = (int) i;
+      maxev = m[i].sb.events;
+    }
+  for (size_t i = 0; ref >= 0 && i < n; i++) {
+    if (m[i].status != SB_VALID || m[i].sb.events != maxev)
+      continue;
+    bool marked = false;
+    for (size_t j = 0; j < n; j++)
+      if (j != i && m[j].status == SB_VALID && m[j].sb.events == maxev
+          && m[i].sb.dev_number < SB_MAX_DEV
+          && m[j].sb.dev_roles[m[i].sb.dev_number] == SB_ROLE_FAULTY)
+        marked = true;
+    if (!marked) {
+      ref = (int) i;
+      break;
     }
   }
   for (size_t i = 0; i < n; i++) {
     if (m[i].status == SB_NO_MAGIC || m[i].status == SB_UNSUPPORTED) {
       if (ref >= 0 && m[i].file_size >= 0
-          && (uint64_t) m[i].file_size < m[ref].sb.super_offset * 512 + SB_BLOCK_SIZE)
+          && m[i].file_size < m[ref].file_size)
         FAIL ("%s: file is %" PRId64 " bytes, smaller than the array's "
-              "members (%" PRIu64 " bytes): truncated? (%s)", names[i],
-              m[i].file_size, m[ref].sb.super_offset * 512 + 2 * SB_BLOCK_SIZE,
-              m[i].why);
+              "members (%" PRId64 " bytes): truncated? (%s)", names[i],
+              m[i].file_size, m[ref].file_size, m[i].why);
       FAIL ("%s: %s", names[i], m[i].why);
     }
   }
@@ -137,15 +153,20 @@ assemble_decide (const struct member_probe *m, const char *const *names,
   for (uint32_t s = 0; s < r->raid_disks; s++) {
     int i = plan->member_of_slot[s];
     if (i < 0) {
-      if (!opts->degraded && r->dev_roles[s] != SB_ROLE_FAULTY)
+      if (!opts->degraded)
         FAIL ("slot %" PRIu32 " of %" PRIu32 " has no member; give every "
               "member, or mount with -o degraded to start without it", s,
               r->raid_disks);
       plan->slot[s] = SLOT_MISSING;
       continue;
     }
+    bool marked_faulty = false;
+    for (size_t j = 0; j < n; j++)
+      if (m[j].status == SB_VALID && m[j].sb.events == r->events
+          && m[j].sb.dev_roles[s] == SB_ROLE_FAULTY)
+        marked_faulty = true;
     if (m[i].status == SB_VALID && m[i].sb.events == r->events
-        && r->dev_roles[s] != SB_ROLE_FAULTY)
+        && !marked_faulty)
       plan->slot[s] = SLOT_CURRENT;
     else
       plan->slot[s] = SLOT_BEHIND_FULL;         /* refined below */
@@ -173,10 +194,26 @@ assemble_decide (const struct member_probe *m, const char *const *names,
     if (h->sync_size != r->size)
       FAIL ("%s: bitmap is for a volume of %" PRIu64 " sectors, the members "
             "hold %" PRIu64, bm->name, h->sync_size, r->size);
-    if (!bitmap_chunk_valid (h->chunksize))
-      FAIL ("%s: %s; chunk size %" PRIu32 " is not usable", bm->name,
-            bm->why[0] ? bm->why : "bad header", h->chunksize);
-    uint64_t chunks = bitmap_chunks (plan->volume_bytes, h->chunksize);
+    if (!bitmap_chunk_valid (h->chunksize)) {
+      if (bm->status != BITMAP_HEADER_BAD_CHECKSUM)
+        FAIL ("%s: %s; chunk size %" PRIu32 " is not usable", bm->name,
+              bm->why[0] ? bm->why : "bad header", h->chunksize);
+      /* A torn header of ours: every bit is distrusted anyway; take the
+       * smallest usable chunk whose bits fit in the file. */
+      uint64_t c = bitmap_default_chunk (plan->volume_bytes);
+      while (c < BITMAP_MAX_CHUNK && bm->file_size >= 0
+             && (uint64_t) bm->file_size < BITMAP_HEADER_SIZE
+             + (bitmap_chunks (plan->volume_bytes, c) + 7) / 8)
+        c *= 2;
+      plan->bitmap_chunk = c;
+      add_warning (plan, "%s: torn header with chunk size %" PRIu32
+                   "; rebuilding it with chunk %" PRIu64, bm->name,
+                   h->chunksize, c);
+    }
+    else
+      plan->bitmap_chunk = h->chunksize;
+    uint64_t chunk = plan->bitmap_chunk;
+    uint64_t chunks = bitmap_chunks (plan->volume_bytes, chunk);
     uint64_t need = BITMAP_HEADER_SIZE + (chunks + 7) / 8;
     if (bm->file_size < 0 || (uint64_t) bm->file_size < need)
       FAIL ("%s: file is %" PRId64 " bytes, too small for %" PRIu64

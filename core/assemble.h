@@ -47,6 +47,7 @@ struct assemble_plan {
   int member_of_slot[ASSEMBLE_MAX_SLOTS];  /* member index, or -1 */
   enum slot_state slot[ASSEMBLE_MAX_SLOTS];
   enum bitmap_verdict bitmap;
+  uint64_t bitmap_chunk;        /* the chunk size to use */
   char bitmap_stale_reason[200];
   /* Full resync of the current members from this sector on (no bitmap,
    * dirty shutdown), or UINT64_MAX for none. */

@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# mdfuse survives being killed at random moments, over and over.
+#
+# Each cycle mounts the volume, runs a verifying writer, and SIGKILLs the
+# daemon at a random moment.  Then, before remounting:
+#   - invariant I: every chunk where the members differ has its bit set;
+# and after remounting:
+#   - the resync copied exactly the dirty chunks, the members are identical;
+#   - every write fio had completed reads back with its checksum (fio
+#     --verify=crc32c with its verify state), or, through ext4 on a loop
+#     device, every fsynced file is intact and e2fsck -fn is clean after the
+#     journal replay.
+# Odd cycles drive the raw volume with fio (libaio, O_DIRECT, iodepth 16),
+# even cycles ext4 on a loop device.  KILL_CYCLES sets the number of cycles
+# (default 20).
+
+# shellcheck source=tests/functions.sh
+. "$(dirname "${BASH_SOURCE[0]}")/functions.sh"
+
+require_mdfuse_env
+requires fio
+requires mkfs.ext4
+requires e2fsck
+
+cycles=${KILL_CYCLES:-20}
+make_tmpdir
+cd "$tmpdir" || exit 1
+make_bitmap_mount "$tmpdir/bm"
+mkdir -p m mnt ext
+V=$((64 * 1024 * 1024))
+C=$((256 * 1024))
+"$MDFUSECTL" create --size 64M --chunk 256K --bitmap bm/b m/m0 m/m1 >/dev/null
+
+# ext4 once, on a first mount, for the ext4 cycles.
+start_mdfuse -o "bitmap=$tmpdir/bm/b" m/m0:m/m1 mnt
+attach_loop mnt/volume
+mkfs.ext4 -q -F "$loop_dev" || fail "mkfs.ext4 failed"
+detach_loop "$loop_dev"
+stop_mdfuse
+
+fio_job=(--name=kill --filename="$tmpdir/mnt/volume" --offset=32M --size=32M
+    --rw=randwrite --bs=4k --ioengine=libaio --direct=1 --iodepth=16
+    --verify=crc32c --verify_state_save=1 --randseed=1234
+    --runtime=30 --time_based)
+
+total_copied=0 total_chunks=0
+
+# Writes new files under ext/d; a file's sha256 is recorded only once its
+# fsync (and its directory's) returned.
+writer_ext4() {
+    local i=0 f sum
+    mkdir -p ext/d && sync ext
+    while :; do
+        i=$((i + 1))
+        f=ext/d/f$i
+        head -c $((16 * 1024 + RANDOM)) /dev/urandom >"$f" 2>/dev/null || return 0
+        sum=$(sha256sum <"$f" | cut -d' ' -f1)
+        sync "$f" 2>/dev/null || return 0
+        sync ext/d 2>/dev/null || return 0
+        echo "$sum $f" >>"$tmpdir/synced"
+    done
+}
+
+for ((cycle = 1; cycle <= cycles; cycle++)); do
+    start_mdfuse -o "bitmap=$tmpdir/bm/b" m/m0:m/m1 mnt
+    read -r copied chunks < <(resync_counts "$MDFUSE_LOG")
+    if [[ $cycle -gt 1 ]]; then
+        [[ $copied -eq $expect_copied ]] ||
+            fail "cycle $cycle: resync copied $copied chunks, the bitmap had $expect_copied dirty"
+        total_copied=$((total_copied + copied)) total_chunks=$((total_chunks + chunks))
+        assert_members_identical "$V" "$C" m/m0 m/m1
+        # Verify what the previous cycle acknowledged.
+        if [[ $((cycle % 2)) -eq 0 ]]; then
+            (cd "$tmpdir" && fio "${fio_job[@]}" --verify_only=1 \
+                --verify_state_load=1 >"$tmpdir/verify.log" 2>&1) ||
+                { cat "$tmpdir/verify.log" >&2; fail "cycle $cycle: fio verify found lost or corrupt writes"; }
+            grep -q "err= 0" "$tmpdir/verify.log" ||
+                { cat "$tmpdir/verify.log" >&2; fail "cycle $cycle: fio verify reported an error"; }
+        fi
+    fi
+
+    kill_after=$(awk -v r="$RANDOM" 'BEGIN { printf "%.2f", 0.3 + (r % 150) / 100 }')
+    if [[ $((cycle % 2)) -eq 1 ]]; then
+        rm -f "$tmpdir"/*.state
+        (cd "$tmpdir" && exec fio "${fio_job[@]}" --do_verify=0 >"$tmpdir/fio.log" 2>&1) &
+        writer=$!
+    else
+        attach_loop "$tmpdir/mnt/volume"
+        mount_ext4 "$loop_dev" ext
+        : >"$tmpdir/synced"
+        writer_ext4 &
+        writer=$!
+    fi
+    sleep "$kill_after"
+    kill_mdfuse kill -KILL "$writer"
+    wait "$writer" 2>/dev/null || true
+
+    # Invariant I, read off the files before anything touches them.
+    differ=$(differing_chunks "$V" "$C" m/m0 m/m1)
+    dirty=$(dirty_chunks bm/b)
+    assert_subset "$differ" "$dirty" "cycle $cycle: chunks that differ but have no bit"
+    expect_copied=$(count_lines "$dirty")
+
+    if [[ $((cycle % 2)) -eq 0 ]]; then
+        # Remount, replay the journal, check every fsynced file, clear them
+        # out, and check the file system.
+        start_mdfuse -o "bitmap=$tmpdir/bm/b" m/m0:m/m1 mnt
+        read -r copied chunks < <(resync_counts "$MDFUSE_LOG")
+        [[ $copied -eq $expect_copied ]] ||
+            fail "cycle $cycle: resync copied $copied chunks, the bitmap had $expect_copied dirty"
+        total_copied=$((total_copied + copied)) total_chunks=$((total_chunks + chunks))
+        assert_members_identical "$V" "$C" m/m0 m/m1
+        attach_loop "$tmpdir/mnt/volume"
+        mount_ext4 "$loop_dev" ext
+        nfiles=0
+        while read -r sum f; do
+            [[ $sum =~ ^[0-9a-f]{64}$ && -n $f ]] || continue
+            [[ -f $f ]] || fail "cycle $cycle: fsynced file $f is gone"
+            [[ $(sha256sum <"$f" | cut -d' ' -f1) == "$sum" ]] ||
+                fail "cycle $cycle: fsynced file $f lost its content"
+            nfiles=$((nfiles + 1))
+        done <"$tmpdir/synced"
+        info "cycle $cycle: $nfiles fsynced files intact"
+        rm -rf ext/d
+        umount_ext4 ext
+        e2fsck -fn "$loop_dev" >"$tmpdir/fsck.log" 2>&1 ||
+            { cat "$tmpdir/fsck.log" >&2; fail "cycle $cycle: e2fsck -fn is not clean"; }
+        detach_loop "$loop_dev"
+        stop_mdfuse
+        expect_copied=0
+    fi
+    info "cycle $cycle/$cycles: killed after ${kill_after}s, $(count_lines "$dirty") dirty, $(count_lines "$differ") differing"
+done
+
+start_mdfuse -o "bitmap=$tmpdir/bm/b" m/m0:m/m1 mnt
+stop_mdfuse
+assert_members_identical "$V" "$C" m/m0 m/m1
+echo "kill cycles: $cycles (resyncs copied $total_copied of $total_chunks chunks)"
