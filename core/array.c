@@ -598,7 +598,9 @@ array_read (struct array *a, void *buf, size_t len, uint64_t off)
   uint32_t first = __atomic_fetch_add (&a->read_rr, 1, __ATOMIC_RELAXED)
     % a->nslots;
   int r = array_read_any (a, buf, len, off, first);
-  return r < 0 ? r : (ssize_t) len;
+  /* No member could serve it: the user sees EIO, whatever the members
+   * said (SPEC §6). */
+  return r < 0 ? -EIO : (ssize_t) len;
 }
 
 /* Before the first write the superblocks say the members may differ
@@ -650,7 +652,6 @@ array_write (struct array *a, const void *buf, size_t len, uint64_t off)
    * recovery copies under the same range lock, so whichever comes second
    * carries this write's data). */
   uint32_t ok = 0;
-  int last_err = -EIO;
   for (uint32_t s = 0; s < a->nslots; s++) {
     int st = state_of (a, s);
     if (st != MEMBER_ACTIVE && st != MEMBER_BEHIND)
@@ -661,7 +662,6 @@ array_write (struct array *a, const void *buf, size_t len, uint64_t off)
         ok++;
       continue;
     }
-    last_err = w;
     /* Step 4: a failed member is durably faulty before we reply. */
     array_member_failed (a, s, w, "write");
   }
@@ -670,8 +670,10 @@ array_write (struct array *a, const void *buf, size_t len, uint64_t off)
   if (counted)
     bitmap_end_write (a->bm, off, len);
   rangelock_release (&a->rl, &lk);
+  /* ENOSPC is for writes past the end of the volume; a member's own
+   * errors reach the user as EIO (SPEC §6). */
   if (ok == 0)
-    return last_err == -ENOSPC ? -ENOSPC : -EIO;
+    return -EIO;
   return (ssize_t) len;
 }
 
@@ -679,8 +681,7 @@ int
 array_flush (struct array *a)
 {
   uint32_t ok = 0;
-  int last_err = -EIO;
-  for (uint32_t s = 0; s < a->nslots; s++) {
+    for (uint32_t s = 0; s < a->nslots; s++) {
     if (state_of (a, s) != MEMBER_ACTIVE)
       continue;
     int r = io_fdatasync (a->m[s].io);
@@ -689,10 +690,9 @@ array_flush (struct array *a)
       continue;
     }
     /* Never retried: the kernel reports a lost write once. */
-    last_err = r;
     array_member_failed (a, s, r, "fdatasync");
   }
-  return ok ? 0 : last_err;
+  return ok ? 0 : -EIO;
 }
 
 /* ---- lazy clearing ---- */

@@ -677,3 +677,123 @@ flip_byte() {
 random_file() {
     head -c "$2" /dev/urandom >"$1"
 }
+
+# ---------------------------------------------------------------------------
+# Stacked daemons: a member file inside another mdfuse's volume.
+# ---------------------------------------------------------------------------
+
+# kill_mdfuse_pid PID: SIGKILL the daemon PID (started by start_mdfuse), but
+# leave its dead mount in place: a member file of another daemon may sit on
+# it, and that daemon must go first.  teardown_mdfuse_pid PID removes the
+# mount; so does the exit cleanup, at the place of the daemon's own cleanup
+# (so a daemon started later on top of it is torn down first).
+declare -A _mdfuse_dead=()
+kill_mdfuse_pid() {
+    local pid=$1 mnt hook i
+    mnt=${_mdfuse_mnt[$pid]:-}
+    [[ -n $mnt ]] || fail "kill_mdfuse_pid: no running mdfuse with pid $pid"
+    info "SIGKILL mdfuse (pid $pid), leaving its mount $mnt"
+    kill -KILL "$pid"
+    wait "$pid" 2>/dev/null || true
+    unset '_mdfuse_mnt[$pid]' '_mdfuse_log[$pid]'
+    _mdfuse_dead[$pid]=$mnt
+    hook=$(printf '%q ' _mdfuse_cleanup "$pid")
+    for i in "${!_cleanup_hooks[@]}"; do
+        if [[ ${_cleanup_hooks[i]} == "$hook" ]]; then
+            _cleanup_hooks[i]=$(printf '%q ' teardown_mdfuse_pid "$pid")
+        fi
+    done
+}
+
+# teardown_mdfuse_pid PID: for a daemon killed by kill_mdfuse_pid, tear down
+# its dead mount stack; for one still running, stop it (SIGTERM, SIGKILL
+# after 10 s; its exit status is not checked) and tear down its mount.
+teardown_mdfuse_pid() {
+    local pid=$1 mnt
+    mnt=${_mdfuse_dead[$pid]:-}
+    if [[ -n $mnt ]]; then
+        unset '_mdfuse_dead[$pid]'
+        _teardown_over "$mnt"
+    else
+        _mdfuse_cleanup "$pid"
+    fi
+}
+
+# ---------------------------------------------------------------------------
+# Raw md superblock fields (SPEC §2: struct mdp_superblock_1 at sector
+# (S/512 - 16) & ~7), read from the member file itself, as an independent
+# check of mdfusectl examine.
+# ---------------------------------------------------------------------------
+
+# sb_offset MEMBER: byte offset of the superblock.
+sb_offset() {
+    local s
+    s=$(stat -c %s "$1") || fail "stat $1 failed"
+    echo $((((s / 512 - 16) & ~7) * 512))
+}
+
+# _sb_uint MEMBER FIELD_OFFSET BYTES: an unsigned little-endian field.
+_sb_uint() {
+    local off v
+    off=$(sb_offset "$1")
+    v=$(od -An -t "u$3" -j $((off + $2)) -N "$3" "$1" | tr -d ' \n')
+    [[ -n $v ]] || fail "$1: cannot read $3 bytes at superblock offset $2"
+    echo "$v"
+}
+
+# sb_events MEMBER: events (u64 at 200).
+sb_events() { _sb_uint "$1" 200 8; }
+
+# sb_dev_number MEMBER: dev_number (u32 at 160), the member's slot.
+sb_dev_number() { _sb_uint "$1" 160 4; }
+
+# sb_role MEMBER DEV: dev_roles[DEV] (u16 at 256 + 2*DEV) in MEMBER's
+# superblock: DEV's slot if active, 65534 (0xfffe) if faulty.
+sb_role() { _sb_uint "$1" $((256 + 2 * $2)) 2; }
+
+# ---------------------------------------------------------------------------
+# mdfusectl status --json.
+# ---------------------------------------------------------------------------
+
+# status_json MNT: the JSON status, checked to parse as one JSON object.
+status_json() {
+    local out
+    out=$("$MDFUSECTL" status --json "$1") || fail "mdfusectl status --json $1 failed"
+    jq -e 'type == "object"' >/dev/null <<<"$out" ||
+        fail "mdfusectl status --json $1: not a JSON object: $out"
+    printf '%s\n' "$out"
+}
+
+# status_get MNT FILTER: jq -r FILTER applied to the JSON status.
+status_get() {
+    local out
+    out=$(status_json "$1")
+    jq -r "$2" <<<"$out" || fail "jq '$2' failed on: $out"
+}
+
+# assert_status MNT JQ_EXPR WHAT: the JSON status satisfies JQ_EXPR.
+assert_status() {
+    local out
+    out=$(status_json "$1")
+    if ! jq -e "$2" >/dev/null <<<"$out"; then
+        printf '%s\n' "$out" >&2
+        fail "$3 (status --json does not satisfy: $2)"
+    fi
+}
+
+# wait_status MNT JQ_EXPR SECONDS WHAT: poll the JSON status until it
+# satisfies JQ_EXPR.
+wait_status() {
+    local mnt=$1 expr=$2 deadline=$((SECONDS + $3)) out
+    while :; do
+        out=$(status_json "$mnt")
+        if jq -e "$expr" >/dev/null <<<"$out"; then
+            return 0
+        fi
+        if [[ $SECONDS -ge $deadline ]]; then
+            printf '%s\n' "$out" >&2
+            fail "$4: not reached within $3 s ($expr)"
+        fi
+        sleep 0.1
+    done
+}
