@@ -377,6 +377,12 @@ refuse:
 /* ---- resync and recovery (SPEC §5 step 5) ---- */
 
 void
+array_request_stop (struct array *a)
+{
+  __atomic_store_n (&a->stopping, true, __ATOMIC_RELEASE);
+}
+
+void
 array_set_resync_progress (struct array *a, struct progress *p)
 {
   a->resync_progress = p;
@@ -429,6 +435,15 @@ sync_targets (struct array *a, const bool *written)
   return 0;
 }
 
+static bool
+any_full_target (const bool *full, uint32_t n)
+{
+  for (uint32_t s = 0; s < n; s++)
+    if (full[s])
+      return true;
+  return false;
+}
+
 int
 array_resync (struct array *a, struct array_resync_stats *st)
 {
@@ -462,7 +477,8 @@ array_resync (struct array *a, struct array_resync_stats *st)
         full_target[s] = true;
     }
   }
-  st->full = a->bitmap_stale_at_mount || !a->bm;
+  st->full = a->bitmap_stale_at_mount
+    || (!a->bm && a->resync_from != UINT64_MAX) || any_full_target (full_target, a->nslots);
 
   uint8_t *buf = NULL;
   if (any_target && posix_memalign ((void **) &buf, 4096, COPY_BUF_SIZE) != 0) {
@@ -477,6 +493,12 @@ array_resync (struct array *a, struct array_resync_stats *st)
   int r = 0;
 
   for (uint64_t c = 0; any_target && c < nchunks && r == 0; c++) {
+    if (__atomic_load_n (&a->stopping, __ATOMIC_ACQUIRE)) {
+      /* Stopped: the last checkpoint is durable and its bits cleared;
+       * the rest stays set, so the next mount resumes here. */
+      r = -ECANCELED;
+      break;
+    }
     bool dirty = a->bm && bitmap_test (a->bm, c);
     bool want[ASSEMBLE_MAX_SLOTS];
     bool any = false;

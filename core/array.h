@@ -45,6 +45,10 @@ struct progress;
 /* Show the progress of array_resync on P (NULL: none). */
 void array_set_resync_progress (struct array *a, struct progress *p);
 
+/* Ask background work and a running array_resync to stop (the resync
+ * returns -ECANCELED).  Async-signal-safe. */
+void array_request_stop (struct array *a);
+
 /* Step 5: resync the current members, recover the behind ones. */
 int array_resync (struct array *a, struct array_resync_stats *stats);
 

@@ -116,43 +116,53 @@ create_array (const struct create_options *o, const char *const *members,
   for (uint32_t k = 0; k < n; k++)
     sb.dev_roles[k] = (uint16_t) k;
 
-  size_t made = 0;
+  /* Open and lock every file before changing any: a file in use by a
+   * running mdfuse stops the create with nothing truncated. */
+  struct io_file *files[ASSEMBLE_MAX_SLOTS] = { 0 };
   struct io_file *bio = NULL;
-  for (; made < n; made++) {
-    struct io_file *f = create_file (members[made], o->force);
-    if (!f)
-      goto undo;
-    int fd = io_posix_fd (f);
+  bool existed[ASSEMBLE_MAX_SLOTS + 1];
+  for (size_t i = 0; i <= n; i++) {
+    const char *p = i < n ? members[i] : o->bitmap;
+    existed[i] = p && access (p, F_OK) == 0;
+  }
+  size_t made = 0;
+  for (size_t i = 0; i < n; i++) {
+    files[i] = create_file (members[i], o->force);
+    if (!files[i])
+      goto close_all;
+    made = i + 1;
+  }
+  if (o->bitmap) {
+    bio = create_file (o->bitmap, o->force);
+    if (!bio)
+      goto close_all;
+  }
+
+  for (size_t i = 0; i < n; i++) {
+    int fd = io_posix_fd (files[i]);
     /* Sparse zeros: every member reads as zeros, so no initial sync. */
     if (ftruncate (fd, 0) < 0 || ftruncate (fd, (off_t) member_size) < 0) {
-      log_error ("%s: cannot size to %" PRIu64 " bytes: %s", members[made],
+      log_error ("%s: cannot size to %" PRIu64 " bytes: %s", members[i],
                  member_size, strerror (errno));
-      io_close (f);
-      made++;
       goto undo;
     }
-    sb.dev_number = (uint32_t) made;
+    sb.dev_number = (uint32_t) i;
     random_bytes (sb.device_uuid, 16);
-    int r = member_write_sb (f, &sb);
-    io_close (f);
+    int r = member_write_sb (files[i], &sb);
     if (r < 0) {
-      log_error ("%s: cannot write the superblock: %s", members[made],
+      log_error ("%s: cannot write the superblock: %s", members[i],
                  strerror (-r));
-      made++;
       goto undo;
     }
   }
 
-  if (o->bitmap) {
-    bio = create_file (o->bitmap, o->force);
-    if (!bio)
-      goto undo;
+  if (bio) {
     uint64_t chunks = bitmap_chunks (o->volume_bytes, chunk);
     uint64_t bytes = bitmap_file_size (chunks);
     uint8_t *buf = calloc (1, bytes);
     if (!buf) {
       log_error ("%s: out of memory", o->bitmap);
-      goto undo_bitmap;
+      goto undo;
     }
     struct bitmap_header h = {
       .events = sb.events,
@@ -174,17 +184,92 @@ create_array (const struct create_options *o, const char *const *members,
     free (buf);
     if (r < 0) {
       log_error ("%s: cannot write the bitmap: %s", o->bitmap, strerror (-r));
-      goto undo_bitmap;
+      goto undo;
     }
-    io_close (bio);
   }
+  for (size_t i = 0; i < n; i++)
+    io_close (files[i]);
+  io_close (bio);
   return 0;
 
-undo_bitmap:
-  io_close (bio);
-  unlink (o->bitmap);
 undo:
-  for (size_t i = 0; i < made; i++)
+  /* Half made: remove what we made (all of it was ours to overwrite). */
+  for (size_t i = 0; i < n; i++)
     unlink (members[i]);
+  if (bio)
+    unlink (o->bitmap);
+  for (size_t i = 0; i <= n; i++)
+    existed[i] = false;         /* removed above */
+close_all:
+  /* Files that were not there before are removed; existing ones were
+   * not touched yet. */
+  for (size_t i = 0; i < made; i++) {
+    io_close (files[i]);
+    if (!existed[i])
+      unlink (members[i]);
+  }
+  if (bio) {
+    io_close (bio);
+    if (!existed[n])
+      unlink (o->bitmap);
+  }
   return -1;
+}
+
+int
+create_member_like (const char *like, uint32_t slot, const char *path,
+                    bool force)
+{
+  struct io_file *src = io_posix_open (like, IO_OPEN_READONLY);
+  if (!src)
+    return -1;
+  struct member_probe p;
+  int r = member_probe (src, &p);
+  io_close (src);
+  if (r < 0 || p.status != SB_VALID) {
+    log_error ("%s: %s", like, p.why);
+    return -1;
+  }
+  if (slot >= p.sb.raid_disks) {
+    log_error ("slot %" PRIu32 " does not exist: %s has %" PRIu32
+               " slots (0..%" PRIu32 ")", slot, like, p.sb.raid_disks,
+               p.sb.raid_disks - 1);
+    return -1;
+  }
+  if (!force && access (path, F_OK) == 0) {
+    log_error ("%s: already exists (use --force to overwrite)", path);
+    return -1;
+  }
+  bool existed = access (path, F_OK) == 0;
+  struct io_file *f = create_file (path, force);
+  if (!f)
+    return -1;
+  /* The array's fields, a fresh device, events 0: whatever the array's
+   * events_cleared, this member is recovered in full when re-added. */
+  struct md_sb sb = p.sb;
+  uint64_t size = (uint64_t) p.file_size;
+  sb.dev_number = slot;
+  random_bytes (sb.device_uuid, 16);
+  sb.events = 0;
+  sb.resync_offset = 0;
+  sb.super_offset = sb_super_offset_for (size);
+  sb.data_size = sb.super_offset;
+  sb.utime = (uint64_t) time (NULL);
+  for (uint32_t k = 0; k < sb.max_dev; k++)
+    sb.dev_roles[k] = (uint16_t) k;
+  int fd = io_posix_fd (f);
+  r = 0;
+  if (ftruncate (fd, 0) < 0 || ftruncate (fd, (off_t) size) < 0) {
+    log_error ("%s: cannot size to %" PRIu64 " bytes: %s", path, size,
+               strerror (errno));
+    r = -1;
+  }
+  else if (member_write_sb (f, &sb) < 0) {
+    log_error ("%s: cannot write the superblock: %s", path, strerror (errno));
+    r = -1;
+  }
+  io_close (f);
+  if (r < 0 && !existed)
+    unlink (path);
+  return r;
 }

@@ -22,4 +22,10 @@ int create_check (const struct create_options *opts, size_t nmembers);
 int create_array (const struct create_options *opts,
                   const char *const *members, size_t nmembers);
 
+/* A new, empty member for SLOT of the array LIKE belongs to (a replacement
+ * for a lost member): the array's superblock with a fresh device uuid and
+ * events 0, so that re-adding it copies everything.  -1 with a message. */
+int create_member_like (const char *like, uint32_t slot, const char *path,
+                        bool force);
+
 #endif

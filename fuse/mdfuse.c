@@ -7,6 +7,8 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <semaphore.h>
+#include <signal.h>
 #include <pthread.h>
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
@@ -50,6 +52,8 @@ struct mdfuse {
   /* Writes since the last member sync: a FLUSH with nothing written has
    * nothing to make durable. */
   uint64_t writes_since_sync;
+  /* Opens of `volume`: a stop is refused while it is in use. */
+  int open_count;
   /* The answer to the last administrative command, for mdfusectl. */
   pthread_mutex_t msg_lock;
   char last_msg[512];
@@ -79,7 +83,7 @@ opt_proc (void *data, const char *arg, int key, struct fuse_args *outargs)
 static void
 usage (const char *prog)
 {
-  printf ("Usage: %s [-f] [-d] -o bitmap=FILE[,OPTIONS] MEMBER:MEMBER[:...] "
+  printf ("Usage: %s [-f] [-d] -o bitmap=FILE[,OPTIONS] MEMBER[:MEMBER...] "
           "MOUNTPOINT\n\n"
           "mdfuse options:\n"
           "    -o bitmap=FILE         the write-intent bitmap file (on another "
@@ -192,7 +196,10 @@ op_open (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
    * (and the members) in order, and fsync has nothing hidden above us. */
   fi->direct_io = 1;
   fi->keep_cache = 0;
-  fuse_reply_open (req, fi);
+  struct mdfuse *mf = fuse_req_userdata (req);
+  __atomic_add_fetch (&mf->open_count, 1, __ATOMIC_ACQ_REL);
+  if (fuse_reply_open (req, fi) != 0)
+    __atomic_sub_fetch (&mf->open_count, 1, __ATOMIC_ACQ_REL);
 }
 
 static void
@@ -269,6 +276,9 @@ op_fsync (fuse_req_t req, fuse_ino_t ino, int datasync,
 static void
 op_release (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+  struct mdfuse *mf = fuse_req_userdata (req);
+  if (ino == VOLUME_INO)
+    __atomic_sub_fetch (&mf->open_count, 1, __ATOMIC_ACQ_REL);
   fuse_reply_err (req, 0);
 }
 
@@ -594,7 +604,11 @@ open_array (struct mdfuse_config *conf, const char *mountpoint)
     return NULL;
   char mnt_real[PATH_MAX];
   if (!realpath (mountpoint, mnt_real)) {
-    log_error ("%s: %s", mountpoint, strerror (errno));
+    if (errno == ENOTCONN)
+      log_error ("%s: a dead FUSE mount is still there (its daemon died); "
+                 "run 'fusermount3 -u -z %s' first", mountpoint, mountpoint);
+    else
+      log_error ("%s: %s", mountpoint, strerror (errno));
     return NULL;
   }
   struct stat st;
@@ -692,6 +706,94 @@ fail:
   return NULL;
 }
 
+/* ---- stopping ----
+ *
+ * SIGTERM, SIGINT and SIGHUP ask for a clean shutdown.  The handler only
+ * posts a semaphore; a watcher thread decides: during the mount-time
+ * resync it stops the resync (the next mount resumes it); while serving,
+ * it refuses as long as `volume` is open (a loop device or a program
+ * still uses it: stopping would fail their I/O), else it ends the FUSE
+ * loop, after which main shuts the array down cleanly. */
+
+static sem_t stop_sem;
+static struct mdfuse *stop_mf;
+static struct fuse_session *stop_se;   /* set once serving */
+static pthread_t main_thread;
+static int stop_requested;
+
+static void
+on_stop_signal (int sig)
+{
+  (void) sig;
+  sem_post (&stop_sem);
+}
+
+static void
+on_wake_signal (int sig)
+{
+  (void) sig;                   /* only interrupts the main thread's wait */
+}
+
+static void *
+stop_watcher (void *arg)
+{
+  (void) arg;
+  for (;;) {
+    while (sem_wait (&stop_sem) < 0)
+      ;
+    struct fuse_session *se = __atomic_load_n (&stop_se, __ATOMIC_ACQUIRE);
+    if (!se) {
+      __atomic_store_n (&stop_requested, 1, __ATOMIC_RELEASE);
+      if (stop_mf->array)
+        array_request_stop (stop_mf->array);
+      log_warn ("stop requested during the resync: stopping it; the next "
+                "mount resumes it");
+      continue;
+    }
+    int opens = __atomic_load_n (&stop_mf->open_count, __ATOMIC_ACQUIRE);
+    if (opens > 0) {
+      log_warn ("stop refused: the volume is open %d time%s (a loop device "
+                "or a program uses it); unmount and detach it first", opens,
+                opens == 1 ? "" : "s");
+      continue;
+    }
+    __atomic_store_n (&stop_requested, 1, __ATOMIC_RELEASE);
+    fuse_session_exit (se);
+    pthread_kill (main_thread, SIGUSR2);
+    return NULL;
+  }
+}
+
+static int
+start_stop_watcher (void)
+{
+  main_thread = pthread_self ();
+  pthread_t t;
+  int e = pthread_create (&t, NULL, stop_watcher, NULL);
+  if (e) {
+    log_error ("cannot start the signal thread: %s", strerror (e));
+    return -1;
+  }
+  pthread_detach (t);
+  return 0;
+}
+
+static void
+install_stop_signals (void)
+{
+  struct sigaction sa;
+  memset (&sa, 0, sizeof sa);
+  sa.sa_handler = on_stop_signal;
+  sigemptyset (&sa.sa_mask);
+  sigaction (SIGTERM, &sa, NULL);
+  sigaction (SIGINT, &sa, NULL);
+  sigaction (SIGHUP, &sa, NULL);
+  sa.sa_handler = on_wake_signal;       /* no SA_RESTART: EINTR wakes */
+  sigaction (SIGUSR2, &sa, NULL);
+  sa.sa_handler = SIG_IGN;
+  sigaction (SIGPIPE, &sa, NULL);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -730,9 +832,37 @@ main (int argc, char **argv)
     goto out;
   }
 
+  /* The session first: a mistyped option is refused before any file is
+   * touched.  The volume holds raw data: the kernel enforces its mode
+   * (owner only) even with allow_other; the source shows the members. */
+  char extra[PATH_MAX + 128];
+  snprintf (extra, sizeof extra, "default_permissions,subtype=mdfuse,fsname=%s",
+            conf.members);
+  for (char *c = extra + strlen ("default_permissions,subtype=mdfuse,fsname=");
+       *c; c++)
+    if (*c == ',')
+      *c = ';';                 /* a comma would split the option */
+  if (fuse_opt_add_arg (&args, "-o") != 0 || fuse_opt_add_arg (&args, extra) != 0)
+    goto out;
+  pthread_mutex_init (&mf.msg_lock, NULL);
+  mf.uid = getuid ();
+  mf.gid = getgid ();
+  mf.mount_time = time (NULL);
+  se = fuse_session_new (&args, &mdfuse_ops, sizeof mdfuse_ops, &mf);
+  if (!se)
+    goto out;
+
+  sem_init (&stop_sem, 0, 0);
+  stop_mf = &mf;
+  install_stop_signals ();
+  if (start_stop_watcher () < 0)
+    goto out_session;
+
   mf.array = open_array (&conf, opts.mountpoint);
   if (!mf.array)
-    goto out;
+    goto out_session;
+  if (conf.force)
+    log_warn ("-o force: going on although a newer member may be missing");
 
   struct array_resync_stats rs;
   struct progress prog;
@@ -740,11 +870,16 @@ main (int argc, char **argv)
   array_set_resync_progress (mf.array, &prog);
   int resync_r = array_resync (mf.array, &rs);
   array_set_resync_progress (mf.array, NULL);
-  if (resync_r < 0) {
-    log_error ("resync failed; not mounting");
+  if (resync_r < 0 || __atomic_load_n (&stop_requested, __ATOMIC_ACQUIRE)) {
+    if (resync_r == -ECANCELED)
+      log_warn ("resync interrupted; not mounting (the next mount resumes "
+                "it)");
+    else
+      log_error ("resync failed; not mounting");
+    /* Not a clean shutdown: the bits of what was not copied stay set. */
     array_close (mf.array, false);
     mf.array = NULL;
-    goto out;
+    goto out_session;
   }
   char bytes[32];
   format_bytes (rs.bytes_copied, bytes, sizeof bytes);
@@ -752,23 +887,17 @@ main (int argc, char **argv)
             " bytes, %s) in %.3f s%s", rs.chunks_copied, rs.chunks_total,
             rs.bytes_copied, bytes, rs.seconds, rs.full ? " (full)" : "");
 
-  pthread_mutex_init (&mf.msg_lock, NULL);
-  mf.uid = getuid ();
-  mf.gid = getgid ();
-  mf.mount_time = time (NULL);
-  se = fuse_session_new (&args, &mdfuse_ops, sizeof mdfuse_ops, &mf);
-  if (!se)
-    goto out_array;
-  if (fuse_set_signal_handlers (se) != 0)
-    goto out_session;
   if (fuse_session_mount (se, opts.mountpoint) != 0) {
     log_error ("%s: cannot mount", opts.mountpoint);
-    goto out_signals;
+    goto out_array;
   }
   fuse_daemonize (opts.foreground);
   if (!opts.foreground)
     log_use_syslog (true);
   /* After daemonizing: a fork keeps no threads. */
+  if (!opts.foreground && start_stop_watcher () < 0)
+    goto out_unmount;
+  __atomic_store_n (&stop_se, se, __ATOMIC_RELEASE);
   if (array_start_daemon (mf.array) < 0)
     goto out_unmount;
   log_info ("%s: serving %s (%" PRIu64 " bytes)", opts.mountpoint,
@@ -778,7 +907,7 @@ main (int argc, char **argv)
   int lr;
   if (lc) {
     fuse_loop_cfg_set_clone_fd (lc, opts.clone_fd);
-    fuse_loop_cfg_set_max_threads (lc, opts.max_threads ? opts.max_threads : 16);
+    fuse_loop_cfg_set_max_threads (lc, opts.max_threads);
     fuse_loop_cfg_set_idle_threads (lc, opts.max_idle_threads == UINT_MAX
                                     ? 8 : opts.max_idle_threads);
     lr = opts.singlethread ? fuse_session_loop (se)
@@ -787,20 +916,23 @@ main (int argc, char **argv)
   }
   else
     lr = fuse_session_loop (se);
-  rc = lr == 0 ? 0 : 1;
+  /* An unmount or a stop: both end the loop normally. */
+  rc = lr < 0 ? 1 : 0;
 
 out_unmount:
+  __atomic_store_n (&stop_se, NULL, __ATOMIC_RELEASE);
   fuse_session_unmount (se);
-out_signals:
-  fuse_remove_signal_handlers (se);
-out_session:
-  fuse_session_destroy (se);
 out_array:
   /* Every request has been answered: shut down cleanly (SPEC §5). */
-  if (array_close (mf.array, true) < 0)
-    rc = 1;
-  else if (rc == 0)
-    log_info ("clean shutdown");
+  if (mf.array) {
+    if (array_close (mf.array, true) < 0)
+      rc = 1;
+    else if (rc == 0)
+      log_info ("clean shutdown");
+    mf.array = NULL;
+  }
+out_session:
+  fuse_session_destroy (se);
 out:
   free (opts.mountpoint);
   free (conf.members);

@@ -244,6 +244,12 @@ for ((cycle = 1; cycle <= raw_cycles; cycle++)); do
     info "raw cycle $cycle/$raw_cycles: O_DIRECT writers, SIGKILL"
     start_mdfuse -o "bitmap=$bm" "$m0:$m1" "$mnt"
     start_raw_writers
+    # Kill only once writing has begun (a loaded machine may be slow to
+    # start the writers): the first bit reaches the file before any data.
+    for _ in $(seq 200); do
+        [[ -n $("$MDFUSECTL" examine-bitmap --dirty "$bm") ]] && break
+        sleep 0.05
+    done
     sleep "0.$((3 + RANDOM % 7))"
     kill_mdfuse stop_raw_writers
     dirty=$(checked_dirty_chunks "$bm")

@@ -45,6 +45,19 @@ fio_job=(--name=kill --filename="$tmpdir/mnt/volume" --offset=32M --size=32M
 
 total_copied=0 total_chunks=0
 
+# stop_fio PID: wait up to 30 s for fio to exit on its I/O errors.
+stop_fio() {
+    local pid=$1 i
+    for ((i = 0; i < 300; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -TERM "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+}
+
 # Writes new files under ext/d; a file's sha256 is recorded only once its
 # fsync (and its directory's) returned.
 writer_ext4() {
@@ -92,8 +105,16 @@ for ((cycle = 1; cycle <= cycles; cycle++)); do
         writer=$!
     fi
     sleep "$kill_after"
-    kill_mdfuse kill -KILL "$writer"
-    wait "$writer" 2>/dev/null || true
+    if [[ $((cycle % 2)) -eq 1 ]]; then
+        # fio must see its I/O fail and save its verify state (a SIGKILL
+        # would lose it): let it end by itself, SIGTERM it if it hangs.
+        kill_mdfuse stop_fio "$writer"
+        [[ -s $tmpdir/local-kill-0-verify.state ]] ||
+            { cat "$tmpdir/fio.log" >&2; fail "cycle $cycle: fio saved no verify state"; }
+    else
+        kill_mdfuse kill -KILL "$writer"
+        wait "$writer" 2>/dev/null || true
+    fi
 
     # Invariant I, read off the files before anything touches them.
     differ=$(differing_chunks "$V" "$C" m/m0 m/m1)

@@ -30,6 +30,7 @@ usage (FILE *f)
            "  mdfusectl create [--force] [--chunk SIZE] [--name NAME]\n"
            "                   [--daemon-sleep SECONDS] --size SIZE\n"
            "                   --bitmap FILE MEMBER MEMBER...\n"
+           "  mdfusectl new-member [--force] --like MEMBER --slot N NEWFILE\n"
            "  mdfusectl examine MEMBER...\n"
            "  mdfusectl examine-bitmap [--dirty] [--map] FILE\n"
            "  mdfusectl status [--json] [--map] MOUNTPOINT\n"
@@ -116,6 +117,47 @@ cmd_create (int argc, char **argv)
   format_bytes (chunk, cs, sizeof cs);
   printf ("created a %zu-member mirror of %s, chunk %s, bitmap %s\n", n, vs,
           cs, o.bitmap);
+  return 0;
+}
+
+static int
+cmd_new_member (int argc, char **argv)
+{
+  static const struct option longopts[] = {
+    { "force", no_argument, NULL, 'f' },
+    { "like", required_argument, NULL, 'l' },
+    { "slot", required_argument, NULL, 's' },
+    { NULL, 0, NULL, 0 },
+  };
+  bool force = false;
+  const char *like = NULL;
+  long slot = -1;
+  int c;
+  while ((c = getopt_long (argc, argv, "", longopts, NULL)) != -1) {
+    switch (c) {
+    case 'f': force = true; break;
+    case 'l': like = optarg; break;
+    case 's': {
+      char *end;
+      slot = strtol (optarg, &end, 10);
+      if (*end || slot < 0) {
+        log_error ("--slot %s: not a slot number", optarg);
+        return 1;
+      }
+      break;
+    }
+    default: usage (stderr); return 1;
+    }
+  }
+  if (!like || slot < 0 || optind + 1 != argc) {
+    log_error ("new-member: --like MEMBER, --slot N and NEWFILE are needed");
+    return 1;
+  }
+  if (create_member_like (like, (uint32_t) slot, argv[optind], force) < 0)
+    return 1;
+  printf ("%s: new member for slot %ld; add it with 'mdfusectl re-add "
+          "MOUNTPOINT %s' (everything is copied)\n", argv[optind], slot,
+          argv[optind]);
   return 0;
 }
 
@@ -596,6 +638,8 @@ main (int argc, char **argv)
     return cmd_create (argc - 1, argv + 1);
   if (strcmp (cmd, "examine") == 0)
     return cmd_examine (argc - 1, argv + 1);
+  if (strcmp (cmd, "new-member") == 0)
+    return cmd_new_member (argc - 1, argv + 1);
   if (strcmp (cmd, "examine-bitmap") == 0)
     return cmd_examine_bitmap (argc - 1, argv + 1);
   if (strcmp (cmd, "status") == 0)
