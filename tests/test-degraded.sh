@@ -416,7 +416,7 @@ head -c $((64 * 1024 * 1024)) /dev/urandom >"$work/wsrc"
 ) &
 bg_pids+=("$!")
 sleep 0.2
-"$MDFUSECTL" re-add "$mnt" "$m1" >"$work/out" || fail "mdfusectl re-add $m1 failed"
+"$MDFUSECTL" re-add --no-wait "$mnt" "$m1" >"$work/out" || fail "mdfusectl re-add $m1 failed"
 t_first=$EPOCHREALTIME # the recovery runs from here (at least) ...
 info "re-add: $(cat "$work/out")"
 grep -q "recovering everything ($nc chunks)" "$work/out" ||

@@ -45,7 +45,7 @@ grep -q "Device Role : Active device 1" "$tmpdir/examine" ||
     fail "new member has another array uuid"
 expect_fail "already exists" "$MDFUSECTL" new-member --like m/m0 --slot 1 m/m1new
 
-"$MDFUSECTL" re-add mnt m/m1new >"$tmpdir/readd" || fail "re-add of the new member failed"
+"$MDFUSECTL" re-add --no-wait mnt m/m1new >"$tmpdir/readd" || fail "re-add of the new member failed"
 grep -q "recovering everything" "$tmpdir/readd" ||
     fail "a new member must be recovered in full: $(cat "$tmpdir/readd")"
 # The volume is in use meanwhile.

@@ -35,7 +35,7 @@ usage (FILE *f)
            "  mdfusectl examine-bitmap [--dirty] [--map] FILE\n"
            "  mdfusectl status [--json] [--map] MOUNTPOINT\n"
            "  mdfusectl fail MOUNTPOINT MEMBER\n"
-           "  mdfusectl re-add MOUNTPOINT MEMBER\n"
+           "  mdfusectl re-add [--no-wait] MOUNTPOINT MEMBER\n"
            "  mdfusectl check [--repair] [--rate SIZE] [--no-wait] MOUNTPOINT\n"
            "\n"
            "SIZE is in bytes, or with a K, M, G or T suffix (powers of 1024).\n");
@@ -542,9 +542,48 @@ send_command (const char *mnt, const char *cmd, const char *arg)
   return 0;
 }
 
+/* Follow a recovery until the member is active (or the recovery ends
+ * without it), with a progress bar on a terminal. */
+static int
+wait_recovery (const char *mnt)
+{
+  struct progress prog;
+  progress_init (&prog, stdout, "recovery");
+  for (;;) {
+    char *j = get_attr (mnt, "user.mdfuse.status.json");
+    if (!j)
+      return 1;
+    bool running = !strstr (j, "\"recovery\":null");
+    uint64_t chunk = json_number (j, "\"bitmap\":", "chunk_size");
+    uint64_t done = json_number (j, "\"recovery\":", "done_chunks");
+    uint64_t total = json_number (j, "\"recovery\":", "total_chunks");
+    bool recovering = strstr (j, "\"state\":\"recovering\"") != NULL;
+    free (j);
+    if (!running && !recovering) {
+      progress_end (&prog);
+      char *msg = get_attr (mnt, "user.mdfuse.status");
+      bool degraded = msg && strstr (msg, "degraded");
+      printf ("recovery finished: the volume is %s\n",
+              degraded ? "still degraded (see mdfusectl status)" : "whole");
+      free (msg);
+      return degraded ? 1 : 0;
+    }
+    if (!chunk)
+      chunk = 4u << 20;
+    progress_update (&prog, done * chunk, total * chunk);
+    usleep (200000);
+  }
+}
+
 static int
 cmd_member_op (int argc, char **argv, const char *cmd)
 {
+  bool wait = strcmp (cmd, "re-add") == 0;
+  if (argc == 4 && strcmp (argv[1], "--no-wait") == 0) {
+    wait = false;
+    argv++;
+    argc--;
+  }
   if (argc != 3) {
     usage (stderr);
     return 1;
@@ -560,7 +599,10 @@ cmd_member_op (int argc, char **argv, const char *cmd)
     }
     arg = abs;
   }
-  return send_command (argv[1], cmd, arg);
+  int r = send_command (argv[1], cmd, arg);
+  if (r != 0 || !wait)
+    return r;
+  return wait_recovery (argv[1]);
 }
 
 static int
