@@ -512,7 +512,19 @@ array_resync (struct array *a, struct array_resync_stats *st)
       uint64_t start = c * chunk;
       uint64_t end = start + chunk < a->volume_bytes ? start + chunk
         : a->volume_bytes;
-      for (uint64_t off = start; off < end && r == 0; off += COPY_BUF_SIZE) {
+      /* In the kernel first (copy_file_range); on any error, the piece
+       * by piece path below tells which member failed. */
+      bool copied = state_of (a, a->reference) == MEMBER_ACTIVE;
+      for (uint32_t s = 0; s < a->nslots && copied; s++)
+        if (want[s] && state_of (a, s) != MEMBER_FAULTY
+            && io_copy_range (a->m[a->reference].io, a->m[s].io, start,
+                              end - start, buf, COPY_BUF_SIZE) < 0)
+          copied = false;
+      if (copied)
+        for (uint32_t s = 0; s < a->nslots; s++)
+          written[s] |= want[s] && state_of (a, s) != MEMBER_FAULTY;
+      for (uint64_t off = start; off < end && r == 0 && !copied;
+           off += COPY_BUF_SIZE) {
         size_t len = (size_t) (end - off < COPY_BUF_SIZE ? end - off
                                : COPY_BUF_SIZE);
         r = array_read_any (a, buf, len, off, a->reference);

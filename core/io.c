@@ -213,3 +213,39 @@ io_posix_fd (struct io_file *f)
     return -1;
   return ((struct posix_priv *) f->priv)->fd;
 }
+
+int
+io_copy_range (struct io_file *src, struct io_file *dst, uint64_t off,
+               uint64_t len, void *buf, size_t buflen)
+{
+  int in = io_posix_fd (src), out = io_posix_fd (dst);
+  if (in >= 0 && out >= 0) {
+    loff_t oin = (loff_t) off, oout = (loff_t) off;
+    uint64_t left = len;
+    while (left > 0) {
+      ssize_t n = copy_file_range (in, &oin, out, &oout, left, 0);
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n < 0 && (errno == EXDEV || errno == ENOSYS || errno == EOPNOTSUPP
+                    || errno == EINVAL) && left == len)
+        goto through_buffer;    /* not supported here: copy ourselves */
+      if (n < 0)
+        return -errno;
+      if (n == 0)
+        return -EIO;            /* the source is shorter than expected */
+      left -= (uint64_t) n;
+    }
+    return 0;
+  }
+through_buffer:
+  for (uint64_t done = 0; done < len;) {
+    size_t n = (size_t) (len - done < buflen ? len - done : buflen);
+    int r = io_pread_full (src, buf, n, off + done);
+    if (r == 0)
+      r = io_pwrite_full (dst, buf, n, off + done);
+    if (r < 0)
+      return r;
+    done += n;
+  }
+  return 0;
+}

@@ -38,6 +38,13 @@ int io_fdatasync (struct io_file *f);
 int64_t io_size (struct io_file *f);
 void io_close (struct io_file *f);
 
+/* Copy [OFF, OFF+LEN) of SRC to the same place in DST: in the kernel
+ * (copy_file_range) when both are POSIX files, else through BUF (BUFLEN
+ * bytes).  0 or a negative errno; on error the caller cannot tell which
+ * side failed and should retry through its own read and write. */
+int io_copy_range (struct io_file *src, struct io_file *dst, uint64_t off,
+                   uint64_t len, void *buf, size_t buflen);
+
 /* POSIX backend. */
 enum { IO_OPEN_READONLY = 1, IO_OPEN_LOCK = 2, IO_OPEN_CREATE = 4,
        IO_OPEN_EXCL = 8 };

@@ -65,6 +65,17 @@ recover_range (struct array *a, uint32_t slot, uint8_t *buf, uint64_t start,
   struct rangelock_entry lk;
   rangelock_acquire (&a->rl, &lk, start, end);
   int r = 0;
+  /* In the kernel from the first active member; on any error, piece by
+   * piece below, which tells which member failed. */
+  for (uint32_t s = 0; s < a->nslots; s++)
+    if (s != slot && state_of (a, s) == MEMBER_ACTIVE) {
+      if (io_copy_range (a->m[s].io, a->m[slot].io, start, end - start, buf,
+                         RECOVERY_BUF) == 0) {
+        rangelock_release (&a->rl, &lk);
+        return 0;
+      }
+      break;
+    }
   for (uint64_t off = start; off < end && r == 0; off += RECOVERY_BUF) {
     size_t len = (size_t) (end - off < RECOVERY_BUF ? end - off : RECOVERY_BUF);
     r = array_read_any (a, buf, len, off, slot + 1);

@@ -202,22 +202,27 @@ op_open (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     __atomic_sub_fetch (&mf->open_count, 1, __ATOMIC_ACQ_REL);
 }
 
+/* One read buffer per FUSE thread, kept: a fresh 1 MiB allocation per
+ * request would leave glibc arenas holding tens of MiB. */
+static __thread void *read_buf;
+
 static void
 op_read (fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
          struct fuse_file_info *fi)
 {
   struct mdfuse *mf = fuse_req_userdata (req);
-  void *buf = NULL;
-  if (size > 0 && posix_memalign (&buf, 4096, size) != 0) {
+  if (size > MAX_WRITE)
+    size = MAX_WRITE;
+  if (!read_buf && posix_memalign (&read_buf, 4096, MAX_WRITE) != 0) {
+    read_buf = NULL;
     fuse_reply_err (req, ENOMEM);
     return;
   }
-  ssize_t r = array_read (mf->array, buf, size, (uint64_t) off);
+  ssize_t r = array_read (mf->array, read_buf, size, (uint64_t) off);
   if (r < 0)
     fuse_reply_err (req, (int) -r);
   else
-    fuse_reply_buf (req, buf, (size_t) r);
-  free (buf);
+    fuse_reply_buf (req, read_buf, (size_t) r);
 }
 
 static void

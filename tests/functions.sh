@@ -265,7 +265,9 @@ declare -A _loop_backing=() _loop_cleanup_id=()
 # into VAR (default loop_dev).  Detached at exit.
 attach_loop() {
     local file=$1 var=${2:-loop_dev} dev
-    dev=$(losetup -f --show "$file") || fail "losetup -f --show $file failed"
+    # LOOP_SIZELIMIT (bytes): expose only the first part of FILE.
+    dev=$(losetup -f --show ${LOOP_SIZELIMIT:+--sizelimit "$LOOP_SIZELIMIT"} "$file") ||
+        fail "losetup -f --show $file failed"
     _loop_backing[$dev]=$file
     cleanup_fn _detach_loop_cleanup "$dev"
     _loop_cleanup_id[$dev]=$CLEANUP_ID
