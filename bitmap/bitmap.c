@@ -201,6 +201,17 @@ flush_pages_locked (struct bitmap *bm)
   return 0;
 }
 
+/* Become the flusher, write what changed, and let go.  Called and returns
+ * with bm->lock held. */
+static int
+flush_now_locked (struct bitmap *bm)
+{
+  flusher_acquire (bm);
+  int r = flush_pages_locked (bm);
+  flusher_release (bm);
+  return r;
+}
+
 static int
 write_header_locked (struct bitmap *bm)
 {
@@ -282,9 +293,7 @@ bitmap_start_write (struct bitmap *bm, uint64_t off, uint64_t len)
       pthread_cond_wait (&bm->cond, &bm->lock);
       continue;
     }
-    flusher_acquire (bm);
-    r = flush_pages_locked (bm);
-    flusher_release (bm);
+    r = flush_now_locked (bm);
     if (r < 0)
       break;
   }
@@ -368,9 +377,7 @@ bitmap_set_all (struct bitmap *bm)
   bm->dirty = bm->nchunks;
   for (uint64_t p = 0; p < bm->npages; p++)
     mark_page_changed (bm, p);
-  flusher_acquire (bm);
-  int r = flush_pages_locked (bm);
-  flusher_release (bm);
+  int r = flush_now_locked (bm);
   pthread_mutex_unlock (&bm->lock);
   return r;
 }
@@ -387,9 +394,7 @@ bitmap_clear_range (struct bitmap *bm, uint64_t first, uint64_t n)
       mark_page_changed (bm, page_of_chunk (c));
     }
   }
-  flusher_acquire (bm);
-  int r = flush_pages_locked (bm);
-  flusher_release (bm);
+  int r = flush_now_locked (bm);
   pthread_mutex_unlock (&bm->lock);
   return r;
 }
