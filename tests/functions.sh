@@ -314,7 +314,7 @@ _detach_loop_cleanup() {
 # The daemon.
 # ---------------------------------------------------------------------------
 
-declare -A _mdfuse_mnt=() _mdfuse_log=()
+declare -A _mdfuse_mnt=() _mdfuse_log=() _mdfuse_reaped=()
 _mdfuse_seq=0
 
 # _pid_running PID: PID exists and is not a zombie.
@@ -418,10 +418,9 @@ stop_mdfuse() {
     ! is_mounted "$mnt" || fail "$mnt still mounted after mdfuse exited"
 }
 
-# _teardown_over MNT: after the daemon serving MNT died, undo what sits on
-# it, in this order: the ext4 mounts on loop devices backed by MNT/*, those
-# loop devices, then the dead FUSE mount itself.
-_teardown_over() {
+# _teardown_users MNT: undo what sits on MNT: the ext4 mounts on loop
+# devices backed by MNT/*, then those loop devices.
+_teardown_users() {
     local mnt=$1 dir dev
     for dir in "${!_ext4_dev[@]}"; do
         dev=${_ext4_dev[$dir]}
@@ -435,6 +434,13 @@ _teardown_over() {
             detach_loop "$dev"
         fi
     done
+}
+
+# _teardown_over MNT: after the daemon serving MNT died, undo what sits on
+# it, then the dead FUSE mount itself.
+_teardown_over() {
+    local mnt=$1
+    _teardown_users "$mnt"
     if is_mounted "$mnt"; then
         fusermount3 -u -z "$mnt" || umount -l "$mnt" || true
     fi
@@ -450,23 +456,31 @@ kill_mdfuse() {
     info "SIGKILL mdfuse (pid $pid)"
     kill -KILL "$pid"
     wait "$pid" 2>/dev/null || true
-    unset '_mdfuse_mnt[$pid]' '_mdfuse_log[$pid]'
+    _mdfuse_reaped[$pid]=1
+    # The mount stays registered until it is torn down: if CMD fails (and
+    # set -e ends the test), the exit hooks still find it.
     if [[ $# -gt 0 ]]; then
-        "$@"
+        "$@" || info "kill_mdfuse: '$*' failed (status $?)"
     fi
     _teardown_over "$mnt"
+    unset '_mdfuse_mnt[$pid]' '_mdfuse_log[$pid]'
 }
 
 _mdfuse_cleanup() {
     local pid=$1 mnt
     mnt=${_mdfuse_mnt[$pid]:-}
     [[ -n $mnt ]] || return 0 # stopped or killed by the test already
-    # Our own child, not reaped yet: its pid cannot have been reused.
-    kill -TERM "$pid" 2>/dev/null || true
-    if ! _wait_pid_exit "$pid" 10; then
-        kill -KILL "$pid" 2>/dev/null || true
+    if [[ -z ${_mdfuse_reaped[$pid]:-} ]]; then
+        # Our own child, not reaped yet: its pid cannot have been reused.
+        # Its users go first: mdfuse refuses to stop while the volume is
+        # open.
+        _teardown_users "$mnt"
+        kill -TERM "$pid" 2>/dev/null || true
+        if ! _wait_pid_exit "$pid" 10; then
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+        wait "$pid" 2>/dev/null || true
     fi
-    wait "$pid" 2>/dev/null || true
     unset '_mdfuse_mnt[$pid]' '_mdfuse_log[$pid]'
     _teardown_over "$mnt"
 }

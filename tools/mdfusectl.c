@@ -558,15 +558,16 @@ wait_recovery (const char *mnt)
     uint64_t done = json_number (j, "\"recovery\":", "done_chunks");
     uint64_t total = json_number (j, "\"recovery\":", "total_chunks");
     bool recovering = strstr (j, "\"state\":\"recovering\"") != NULL;
+    /* The volume's state ("active", "degraded" or "failed"); members'
+     * states never take those last two words. */
+    bool whole = !strstr (j, "\"state\":\"degraded\"")
+      && !strstr (j, "\"state\":\"failed\"");
     free (j);
     if (!running && !recovering) {
       progress_end (&prog);
-      char *msg = get_attr (mnt, "user.mdfuse.status");
-      bool degraded = msg && strstr (msg, "degraded");
       printf ("recovery finished: the volume is %s\n",
-              degraded ? "still degraded (see mdfusectl status)" : "whole");
-      free (msg);
-      return degraded ? 1 : 0;
+              whole ? "whole" : "still degraded (see mdfusectl status)");
+      return whole ? 0 : 1;
     }
     if (!chunk)
       chunk = 4u << 20;
