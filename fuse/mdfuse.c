@@ -568,12 +568,15 @@ below_mountpoint (const char *path, const char *mnt_real)
   return strncmp (real, mnt_real, n) == 0 && (real[n] == '/' || real[n] == '\0');
 }
 
-static bool
+/* 1 when PATH is an empty directory, 0 when not, -1 (errno set) when it
+ * cannot be read.  Reading it reaches a FUSE server, where stat() may be
+ * answered from the kernel's cache even when the server is dead. */
+static int
 dir_is_empty (const char *path)
 {
   DIR *d = opendir (path);
   if (!d)
-    return true;                /* the mount itself will say what is wrong */
+    return -1;
   struct dirent *e;
   bool empty = true;
   while ((e = readdir (d)) != NULL)
@@ -582,7 +585,7 @@ dir_is_empty (const char *path)
       break;
     }
   closedir (d);
-  return empty;
+  return empty ? 1 : 0;
 }
 
 static int
@@ -617,12 +620,28 @@ open_array (struct mdfuse_config *conf, const char *mountpoint)
     return NULL;
   }
   struct stat st;
+  if (stat (mnt_real, &st) < 0 && errno == ENOTCONN) {
+    log_error ("%s: a dead FUSE mount is still there (its daemon died); "
+               "run 'fusermount3 -u -z %s' first", mountpoint, mountpoint);
+    return NULL;
+  }
   if (stat (mnt_real, &st) < 0 || !S_ISDIR (st.st_mode)) {
     log_error ("%s: mount point is not a directory; make an empty directory "
                "to mount on", mountpoint);
     return NULL;
   }
-  if (!dir_is_empty (mnt_real)) {
+  int empty = dir_is_empty (mnt_real);
+  if (empty < 0 && errno == ENOTCONN) {
+    log_error ("%s: a dead FUSE mount is still there (its daemon died); "
+               "run 'fusermount3 -u -z %s' first", mountpoint, mountpoint);
+    return NULL;
+  }
+  if (empty < 0) {
+    log_error ("%s: cannot read the mount point: %s", mountpoint,
+               strerror (errno));
+    return NULL;
+  }
+  if (!empty) {
     log_error ("%s: mount point is not empty (its files would be hidden); "
                "mount on an empty directory", mountpoint);
     return NULL;

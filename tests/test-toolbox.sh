@@ -10,8 +10,8 @@
 #   - `examine-bitmap --map` draws a known bitmap cell for cell, and
 #     `status --map` shows the dirty chunks of a mounted volume;
 #   - the usual mistakes get a message that says what is wrong and what to
-#     do: mount point not a directory, not empty, /dev/fuse missing,
-#     permission denied.
+#     do: mount point not a directory, not empty, a dead mount, /dev/fuse
+#     missing, permission denied, a member below the mount point.
 
 # shellcheck source=tests/functions.sh
 . "$(dirname "${BASH_SOURCE[0]}")/functions.sh"
@@ -126,10 +126,11 @@ $expected"
 info "examine-bitmap --map: ok"
 
 # --- friendly errors ------------------------------------------------------
+# (under timeout: a daemon that wrongly mounts would otherwise serve forever)
 touch notadir
-expect_fail "not a directory" "$MDFUSE" -f -o "bitmap=$tmpdir/bm/b" m/m0:m/m1 notadir
+expect_fail "not a directory" timeout -k 5 30 "$MDFUSE" -f -o "bitmap=$tmpdir/bm/b" m/m0:m/m1 notadir
 mkdir -p full && touch full/file
-expect_fail "not empty" "$MDFUSE" -f -o "bitmap=$tmpdir/bm/b" m/m0:m/m1 full
+expect_fail "not empty" timeout -k 5 30 "$MDFUSE" -f -o "bitmap=$tmpdir/bm/b" m/m0:m/m1 full
 # /dev/fuse missing: an empty /dev in a private mount namespace.
 expect_fail "/dev/fuse.*(modprobe fuse|fuse3)" unshare -m sh -c \
     "mount -t tmpfs none /dev && exec '$MDFUSE' -f -o bitmap='$tmpdir/bm/b' '$tmpdir/m/m0:$tmpdir/m/m1' '$tmpdir/mnt'"
@@ -138,4 +139,14 @@ chmod 0755 "$tmpdir"
 expect_fail "m0.*permission denied.*run as root" setpriv --reuid=65534 \
     --regid=65534 --clear-groups "$MDFUSE" -f -o "bitmap=$tmpdir/bm/b" \
     "$tmpdir/m/m0:$tmpdir/m/m1" "$tmpdir/mnt"
+# A dead mount left by a killed daemon: say so, and how to clear it.
+start_mdfuse -o "bitmap=$tmpdir/bm/b" m/m0:m/m1 mnt
+dead_pid=$MDFUSE_PID
+kill_mdfuse_pid "$dead_pid"
+expect_fail "dead FUSE mount.*fusermount3 -u -z" timeout -k 5 30 "$MDFUSE" -f -o "bitmap=$tmpdir/bm/b" \
+    "$tmpdir/m/m0:$tmpdir/m/m1" "$tmpdir/mnt"
+teardown_mdfuse_pid "$dead_pid"
+# A member below the mount point would live on the volume itself.
+expect_fail "below the mount point" timeout -k 5 30 "$MDFUSE" -f -o "bitmap=$tmpdir/bm/b" \
+    "$tmpdir/mnt/m0:$tmpdir/m/m1" "$tmpdir/mnt"
 info "friendly errors: ok"
