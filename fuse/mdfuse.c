@@ -203,8 +203,29 @@ op_open (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 }
 
 /* One read buffer per FUSE thread, kept: a fresh 1 MiB allocation per
- * request would leave glibc arenas holding tens of MiB. */
-static __thread void *read_buf;
+ * request would leave glibc arenas holding tens of MiB.  Freed when the
+ * thread ends (libfuse ends idle worker threads). */
+static pthread_key_t read_buf_key;
+static pthread_once_t read_buf_once = PTHREAD_ONCE_INIT;
+
+static void
+read_buf_make_key (void)
+{
+  pthread_key_create (&read_buf_key, free);
+}
+
+static void *
+thread_read_buf (void)
+{
+  pthread_once (&read_buf_once, read_buf_make_key);
+  void *buf = pthread_getspecific (read_buf_key);
+  if (!buf) {
+    if (posix_memalign (&buf, 4096, MAX_WRITE) != 0)
+      return NULL;
+    pthread_setspecific (read_buf_key, buf);
+  }
+  return buf;
+}
 
 static void
 op_read (fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -213,8 +234,8 @@ op_read (fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
   struct mdfuse *mf = fuse_req_userdata (req);
   if (size > MAX_WRITE)
     size = MAX_WRITE;
-  if (!read_buf && posix_memalign (&read_buf, 4096, MAX_WRITE) != 0) {
-    read_buf = NULL;
+  void *read_buf = thread_read_buf ();
+  if (!read_buf) {
     fuse_reply_err (req, ENOMEM);
     return;
   }
