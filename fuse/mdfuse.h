@@ -1,0 +1,65 @@
+/* The mdfuse daemon's shared declarations: FUSE glue only (SPEC §7). */
+#ifndef MDFUSE_FUSE_MDFUSE_H
+#define MDFUSE_FUSE_MDFUSE_H
+
+#define FUSE_USE_VERSION 312
+
+#include <fuse_lowlevel.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+struct array;
+
+#define ROOT_INO FUSE_ROOT_ID
+#define VOLUME_INO 2
+#define VOLUME_NAME "volume"
+#define MAX_WRITE (1u << 20)
+
+struct mdfuse_config {
+  char *members;                /* "a:b:c" */
+  char *bitmap;
+  int nobitmap;
+  int degraded;
+  int force;
+  int bitmap_same_device;
+};
+
+struct mdfuse {
+  struct array *array;
+  uid_t uid;
+  gid_t gid;
+  time_t mount_time;
+  /* Writes since the last member sync: a FLUSH with nothing written has
+   * nothing to make durable. */
+  uint64_t writes_since_sync;
+  /* Opens of `volume`: a stop is refused while it is in use. */
+  int open_count;
+  /* The answer to the last administrative command, for mdfusectl. */
+  pthread_mutex_t msg_lock;
+  char last_msg[512];
+};
+
+/* ops.c: the FUSE operations on the mount point and `volume`. */
+extern const struct fuse_lowlevel_ops mdfuse_ops;
+
+/* control.c: the control channel, extended attributes on `volume`. */
+void op_getxattr (fuse_req_t req, fuse_ino_t ino, const char *name,
+                  size_t size);
+void op_listxattr (fuse_req_t req, fuse_ino_t ino, size_t size);
+void op_setxattr (fuse_req_t req, fuse_ino_t ino, const char *name,
+                  const char *value, size_t size, int flags);
+
+/* open.c: check the paths, open and lock the files, assemble. */
+struct array *mdfuse_open_array (struct mdfuse_config *conf,
+                                 const char *mountpoint);
+
+/* stop.c: SIGTERM, SIGINT and SIGHUP. */
+int stop_init (struct mdfuse *mf);
+int stop_start_watcher (void);
+void stop_serving (struct fuse_session *se);
+bool stop_was_requested (void);
+
+#endif

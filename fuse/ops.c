@@ -1,0 +1,302 @@
+/* The FUSE operations: a directory holding one file, `volume`, whose
+ * reads, writes and syncs go to the array. */
+#include <config.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "core/array.h"
+#include "core/log.h"
+#include "fuse/mdfuse.h"
+
+
+static void
+fill_attr (struct mdfuse *mf, fuse_ino_t ino, struct stat *st)
+{
+  memset (st, 0, sizeof *st);
+  st->st_ino = ino;
+  st->st_uid = mf->uid;
+  st->st_gid = mf->gid;
+  st->st_atime = st->st_mtime = st->st_ctime = mf->mount_time;
+  if (ino == ROOT_INO) {
+    st->st_mode = S_IFDIR | 0755;
+    st->st_nlink = 2;
+  }
+  else {
+    st->st_mode = S_IFREG | 0600;
+    st->st_nlink = 1;
+    st->st_size = (off_t) array_size (mf->array);
+    st->st_blocks = st->st_size / 512;
+    st->st_blksize = 4096;
+  }
+}
+
+static void
+op_init (void *userdata, struct fuse_conn_info *conn)
+{
+  conn->max_write = MAX_WRITE;
+  conn->max_background = 64;
+  conn->congestion_threshold = 48;
+  if (conn->capable & FUSE_CAP_ASYNC_DIO)
+    conn->want |= FUSE_CAP_ASYNC_DIO;
+  /* The volume's size never changes and nothing else writes it. */
+  conn->want &= ~(unsigned) FUSE_CAP_AUTO_INVAL_DATA;
+}
+
+static void
+op_lookup (fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+  struct mdfuse *mf = fuse_req_userdata (req);
+  if (parent != ROOT_INO || strcmp (name, VOLUME_NAME) != 0) {
+    fuse_reply_err (req, ENOENT);
+    return;
+  }
+  struct fuse_entry_param e;
+  memset (&e, 0, sizeof e);
+  e.ino = VOLUME_INO;
+  e.attr_timeout = 3600;
+  e.entry_timeout = 3600;
+  fill_attr (mf, VOLUME_INO, &e.attr);
+  fuse_reply_entry (req, &e);
+}
+
+static void
+op_getattr (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+  struct mdfuse *mf = fuse_req_userdata (req);
+  if (ino != ROOT_INO && ino != VOLUME_INO) {
+    fuse_reply_err (req, ENOENT);
+    return;
+  }
+  struct stat st;
+  fill_attr (mf, ino, &st);
+  fuse_reply_attr (req, &st, 3600);
+}
+
+static void
+op_setattr (fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+            struct fuse_file_info *fi)
+{
+  struct mdfuse *mf = fuse_req_userdata (req);
+  if (ino != VOLUME_INO) {
+    fuse_reply_err (req, EPERM);
+    return;
+  }
+  /* The volume never changes size (SPEC §7). */
+  if ((to_set & FUSE_SET_ATTR_SIZE)
+      && (uint64_t) attr->st_size != array_size (mf->array)) {
+    fuse_reply_err (req, EINVAL);
+    return;
+  }
+  if (to_set & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
+    fuse_reply_err (req, EPERM);
+    return;
+  }
+  struct stat st;
+  fill_attr (mf, ino, &st);       /* times: accepted, not kept */
+  fuse_reply_attr (req, &st, 3600);
+}
+
+static void
+op_open (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+  if (ino != VOLUME_INO) {
+    fuse_reply_err (req, EISDIR);
+    return;
+  }
+  /* No page cache in the kernel for the volume: every write reaches us
+   * (and the members) in order, and fsync has nothing hidden above us. */
+  fi->direct_io = 1;
+  fi->keep_cache = 0;
+  struct mdfuse *mf = fuse_req_userdata (req);
+  __atomic_add_fetch (&mf->open_count, 1, __ATOMIC_ACQ_REL);
+  if (fuse_reply_open (req, fi) != 0)
+    __atomic_sub_fetch (&mf->open_count, 1, __ATOMIC_ACQ_REL);
+}
+
+/* One read buffer per FUSE thread, kept: a fresh 1 MiB allocation per
+ * request would leave glibc arenas holding tens of MiB.  Freed when the
+ * thread ends (libfuse ends idle worker threads). */
+static pthread_key_t read_buf_key;
+static pthread_once_t read_buf_once = PTHREAD_ONCE_INIT;
+
+static void
+read_buf_make_key (void)
+{
+  pthread_key_create (&read_buf_key, free);
+}
+
+static void *
+thread_read_buf (void)
+{
+  pthread_once (&read_buf_once, read_buf_make_key);
+  void *buf = pthread_getspecific (read_buf_key);
+  if (!buf) {
+    if (posix_memalign (&buf, 4096, MAX_WRITE) != 0)
+      return NULL;
+    pthread_setspecific (read_buf_key, buf);
+  }
+  return buf;
+}
+
+static void
+op_read (fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+         struct fuse_file_info *fi)
+{
+  struct mdfuse *mf = fuse_req_userdata (req);
+  if (size > MAX_WRITE)
+    size = MAX_WRITE;
+  void *read_buf = thread_read_buf ();
+  if (!read_buf) {
+    fuse_reply_err (req, ENOMEM);
+    return;
+  }
+  ssize_t r = array_read (mf->array, read_buf, size, (uint64_t) off);
+  if (r < 0)
+    fuse_reply_err (req, (int) -r);
+  else
+    fuse_reply_buf (req, read_buf, (size_t) r);
+}
+
+static void
+op_write (fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
+          off_t off, struct fuse_file_info *fi)
+{
+  struct mdfuse *mf = fuse_req_userdata (req);
+  ssize_t r = array_write (mf->array, buf, size, (uint64_t) off);
+  if (r >= 0) {
+    __atomic_add_fetch (&mf->writes_since_sync, 1, __ATOMIC_RELAXED);
+    /* An O_DSYNC/O_SYNC write is durable before its reply. */
+    if (fi->flags & (O_DSYNC | O_SYNC)) {
+      int s = array_flush (mf->array);
+      if (s < 0) {
+        fuse_reply_err (req, -s);
+        return;
+      }
+    }
+    fuse_reply_write (req, (size_t) r);
+  }
+  else
+    fuse_reply_err (req, (int) -r);
+}
+
+static int
+sync_if_written (struct mdfuse *mf)
+{
+  uint64_t w = __atomic_exchange_n (&mf->writes_since_sync, 0,
+                                    __ATOMIC_ACQ_REL);
+  (void) w;
+  /* fsync always syncs: a write acknowledged before it must be durable,
+   * even if its count was taken by a concurrent sync that has not yet
+   * finished. */
+  return array_flush (mf->array);
+}
+
+static void
+op_flush (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+  struct mdfuse *mf = fuse_req_userdata (req);
+  int r = 0;
+  if (__atomic_load_n (&mf->writes_since_sync, __ATOMIC_ACQUIRE) > 0)
+    r = sync_if_written (mf);
+  fuse_reply_err (req, r < 0 ? -r : 0);
+}
+
+static void
+op_fsync (fuse_req_t req, fuse_ino_t ino, int datasync,
+          struct fuse_file_info *fi)
+{
+  struct mdfuse *mf = fuse_req_userdata (req);
+  int r = sync_if_written (mf);
+  fuse_reply_err (req, r < 0 ? -r : 0);
+}
+
+static void
+op_release (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+  struct mdfuse *mf = fuse_req_userdata (req);
+  if (ino == VOLUME_INO)
+    __atomic_sub_fetch (&mf->open_count, 1, __ATOMIC_ACQ_REL);
+  fuse_reply_err (req, 0);
+}
+
+static void
+op_opendir (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+  if (ino != ROOT_INO) {
+    fuse_reply_err (req, ENOTDIR);
+    return;
+  }
+  fuse_reply_open (req, fi);
+}
+
+static void
+op_readdir (fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+            struct fuse_file_info *fi)
+{
+  struct mdfuse *mf = fuse_req_userdata (req);
+  char buf[512];
+  size_t used = 0;
+  static const struct { const char *name; fuse_ino_t ino; } ents[] = {
+    { ".", ROOT_INO }, { "..", ROOT_INO }, { VOLUME_NAME, VOLUME_INO },
+  };
+  for (off_t i = off; i < 3; i++) {
+    struct stat st;
+    fill_attr (mf, ents[i].ino, &st);
+    size_t need = fuse_add_direntry (req, buf + used, sizeof buf - used,
+                                     ents[i].name, &st, i + 1);
+    if (need > sizeof buf - used || used + need > size)
+      break;
+    used += need;
+  }
+  fuse_reply_buf (req, buf, used);
+}
+
+static void
+op_statfs (fuse_req_t req, fuse_ino_t ino)
+{
+  struct mdfuse *mf = fuse_req_userdata (req);
+  struct statvfs sv;
+  memset (&sv, 0, sizeof sv);
+  sv.f_bsize = sv.f_frsize = 4096;
+  sv.f_blocks = array_size (mf->array) / 4096;
+  sv.f_files = 2;
+  sv.f_namemax = 255;
+  fuse_reply_statfs (req, &sv);
+}
+
+static void
+op_fallocate (fuse_req_t req, fuse_ino_t ino, int mode, off_t off,
+              off_t len, struct fuse_file_info *fi)
+{
+  /* Would change the size or punch holes in one member's view. */
+  fuse_reply_err (req, EOPNOTSUPP);
+}
+
+const struct fuse_lowlevel_ops mdfuse_ops = {
+  .init = op_init,
+  .lookup = op_lookup,
+  .getattr = op_getattr,
+  .setattr = op_setattr,
+  .open = op_open,
+  .read = op_read,
+  .write = op_write,
+  .flush = op_flush,
+  .fsync = op_fsync,
+  .release = op_release,
+  .opendir = op_opendir,
+  .readdir = op_readdir,
+  .statfs = op_statfs,
+  .fallocate = op_fallocate,
+  .getxattr = op_getxattr,
+  .listxattr = op_listxattr,
+  .setxattr = op_setxattr,
+};

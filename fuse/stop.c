@@ -1,0 +1,127 @@
+/* Stopping the daemon on a signal (see the comment below). */
+#include <config.h>
+
+#include <errno.h>
+#include <semaphore.h>
+#include <signal.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/array.h"
+#include "core/log.h"
+#include "fuse/mdfuse.h"
+
+/* Stopping.
+ *
+ * SIGTERM, SIGINT and SIGHUP ask for a clean shutdown.  The handler only
+ * posts a semaphore; a watcher thread decides: during the mount-time
+ * resync it stops the resync (the next mount resumes it); while serving,
+ * it refuses as long as `volume` is open (a loop device or a program
+ * still uses it: stopping would fail their I/O), else it ends the FUSE
+ * loop, after which main shuts the array down cleanly. */
+
+static sem_t stop_sem;
+static struct mdfuse *stop_mf;
+static struct fuse_session *stop_se;   /* set once serving */
+static pthread_t main_thread;
+static int stop_requested;
+
+static void
+on_stop_signal (int sig)
+{
+  (void) sig;
+  sem_post (&stop_sem);
+}
+
+static void
+on_wake_signal (int sig)
+{
+  (void) sig;                   /* only interrupts the main thread's wait */
+}
+
+static void *
+stop_watcher (void *arg)
+{
+  (void) arg;
+  for (;;) {
+    while (sem_wait (&stop_sem) < 0)
+      ;
+    struct fuse_session *se = __atomic_load_n (&stop_se, __ATOMIC_ACQUIRE);
+    if (!se) {
+      __atomic_store_n (&stop_requested, 1, __ATOMIC_RELEASE);
+      if (stop_mf->array)
+        array_request_stop (stop_mf->array);
+      log_warn ("stop requested during the resync: stopping it; the next "
+                "mount resumes it");
+      continue;
+    }
+    int opens = __atomic_load_n (&stop_mf->open_count, __ATOMIC_ACQUIRE);
+    if (opens > 0) {
+      log_warn ("stop refused: the volume is open %d time%s (a loop device "
+                "or a program uses it); unmount and detach it first", opens,
+                opens == 1 ? "" : "s");
+      continue;
+    }
+    __atomic_store_n (&stop_requested, 1, __ATOMIC_RELEASE);
+    fuse_session_exit (se);
+    pthread_kill (main_thread, SIGUSR2);
+    return NULL;
+  }
+}
+
+int
+stop_start_watcher (void)
+{
+  main_thread = pthread_self ();
+  pthread_t t;
+  int e = pthread_create (&t, NULL, stop_watcher, NULL);
+  if (e) {
+    log_error ("cannot start the signal thread: %s", strerror (e));
+    return -1;
+  }
+  pthread_detach (t);
+  return 0;
+}
+
+static void
+install_stop_signals (void)
+{
+  struct sigaction sa;
+  memset (&sa, 0, sizeof sa);
+  sa.sa_handler = on_stop_signal;
+  sigemptyset (&sa.sa_mask);
+  sigaction (SIGTERM, &sa, NULL);
+  sigaction (SIGINT, &sa, NULL);
+  sigaction (SIGHUP, &sa, NULL);
+  sa.sa_handler = on_wake_signal;       /* no SA_RESTART: EINTR wakes */
+  sigaction (SIGUSR2, &sa, NULL);
+  sa.sa_handler = SIG_IGN;
+  sigaction (SIGPIPE, &sa, NULL);
+}
+
+int
+stop_init (struct mdfuse *mf)
+{
+  sem_init (&stop_sem, 0, 0);
+  stop_mf = mf;
+  install_stop_signals ();
+  return stop_start_watcher ();
+}
+
+void
+stop_serving (struct fuse_session *se)
+{
+  __atomic_store_n (&stop_se, se, __ATOMIC_RELEASE);
+}
+
+bool
+stop_was_requested (void)
+{
+  return __atomic_load_n (&stop_requested, __ATOMIC_ACQUIRE) != 0;
+}
