@@ -1,0 +1,258 @@
+/* Resync at mount (SPEC §5 step 5): copy the chunks the bitmap marks (or
+ * everything) from the first current member to the others and to the
+ * members that are behind, checkpointing so that a crash resumes where it
+ * stood. */
+#include <config.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/array_impl.h"
+#include "core/log.h"
+#include "core/util.h"
+
+
+void
+array_request_stop (struct array *a)
+{
+  __atomic_store_n (&a->stopping, true, __ATOMIC_RELEASE);
+}
+
+void
+array_set_resync_progress (struct array *a, struct progress *p)
+{
+  a->resync_progress = p;
+}
+
+/* Read [OFF, OFF+LEN) from an active member, trying each in turn.  A
+ * member that fails a read is marked faulty (unless it is the last one)
+ * and the read goes to another (SPEC §6). */
+int
+array_read_any (struct array *a, void *buf, size_t len, uint64_t off,
+          uint32_t first)
+{
+  int r = -EIO;
+  for (uint32_t k = 0; k < a->nslots; k++) {
+    uint32_t s = (first + k) % a->nslots;
+    if (state_of (a, s) != MEMBER_ACTIVE)
+      continue;
+    r = io_pread_full (a->m[s].io, buf, len, off);
+    if (r == 0)
+      return 0;
+    __atomic_add_fetch (&a->m[s].read_errors, 1, __ATOMIC_RELAXED);
+    log_error ("%s: read of %zu bytes at %" PRIu64 " failed: %s",
+               a->m[s].io->name, len, off, strerror (-r));
+    if (array_member_failed (a, s, r, "read") < 0)
+      return r;                 /* the last member: the error is the user's */
+  }
+  return r;
+}
+
+static int
+sync_targets (struct array *a, const bool *written)
+{
+  for (uint32_t s = 0; s < a->nslots; s++) {
+    if (!written[s] || state_of (a, s) == MEMBER_FAULTY)
+      continue;
+    int r = io_fdatasync (a->m[s].io);
+    if (r < 0) {
+      bool was_active = state_of (a, s) == MEMBER_ACTIVE;
+      if (was_active) {
+        if (array_member_failed (a, s, r, "fdatasync") < 0)
+          return r;
+      }
+      else {
+        log_error ("%s: fdatasync during recovery failed: %s; member left "
+                   "out", a->m[s].io->name, strerror (-r));
+        set_state (a, s, MEMBER_FAULTY);
+      }
+    }
+  }
+  return 0;
+}
+
+static bool
+any_full_target (const bool *full, uint32_t n)
+{
+  for (uint32_t s = 0; s < n; s++)
+    if (full[s])
+      return true;
+  return false;
+}
+
+int
+array_resync (struct array *a, struct array_resync_stats *st)
+{
+  memset (st, 0, sizeof *st);
+  double t0 = now_seconds ();
+  uint64_t chunk = a->bm ? bitmap_chunk_size (a->bm) : 4ull << 20;
+  uint64_t nchunks = bitmap_chunks (a->volume_bytes, chunk);
+  st->chunks_total = nchunks;
+
+  bool bits_target[ASSEMBLE_MAX_SLOTS] = { 0 };
+  bool full_target[ASSEMBLE_MAX_SLOTS] = { 0 };
+  bool current_target[ASSEMBLE_MAX_SLOTS] = { 0 };
+  bool any_behind = false, any_target = false;
+  for (uint32_t s = 0; s < a->nslots; s++) {
+    if (s == a->reference)
+      continue;
+    int state = state_of (a, s);
+    if (state == MEMBER_ACTIVE) {
+      if (a->bm)
+        bits_target[s] = true;
+      else if (a->resync_from != UINT64_MAX)
+        current_target[s] = true;
+      any_target |= bits_target[s] || current_target[s];
+    }
+    else if (state == MEMBER_BEHIND) {
+      any_behind = true;
+      any_target = true;
+      if (a->m[s].recovery == SLOT_BEHIND_BITMAP && a->bm)
+        bits_target[s] = true;
+      else
+        full_target[s] = true;
+    }
+  }
+  st->full = a->bitmap_stale_at_mount
+    || (!a->bm && a->resync_from != UINT64_MAX) || any_full_target (full_target, a->nslots);
+
+  uint8_t *buf = NULL;
+  if (any_target && posix_memalign ((void **) &buf, 4096, COPY_BUF_SIZE) != 0) {
+    log_error ("out of memory for the resync buffer");
+    return -ENOMEM;
+  }
+
+  bool written[ASSEMBLE_MAX_SLOTS] = { 0 };
+  uint64_t pending_first = 0, pending_bytes = 0;
+  uint64_t from_chunk = a->resync_from == UINT64_MAX ? nchunks
+    : a->resync_from * 512 / chunk;
+  int r = 0;
+
+  for (uint64_t c = 0; any_target && c < nchunks && r == 0; c++) {
+    if (__atomic_load_n (&a->stopping, __ATOMIC_ACQUIRE)) {
+      /* Stopped: the last checkpoint is durable and its bits cleared;
+       * the rest stays set, so the next mount resumes here. */
+      r = -ECANCELED;
+      break;
+    }
+    bool dirty = a->bm && bitmap_test (a->bm, c);
+    bool want[ASSEMBLE_MAX_SLOTS];
+    bool any = false;
+    for (uint32_t s = 0; s < a->nslots; s++) {
+      want[s] = state_of (a, s) != MEMBER_FAULTY
+        && (full_target[s] || (dirty && bits_target[s])
+            || (current_target[s] && c >= from_chunk));
+      any |= want[s];
+    }
+    if (any) {
+      uint64_t start = c * chunk;
+      uint64_t end = start + chunk < a->volume_bytes ? start + chunk
+        : a->volume_bytes;
+      /* In the kernel first (copy_file_range); on any error, the piece
+       * by piece path below tells which member failed. */
+      bool copied = state_of (a, a->reference) == MEMBER_ACTIVE;
+      for (uint32_t s = 0; s < a->nslots && copied; s++)
+        if (want[s] && state_of (a, s) != MEMBER_FAULTY
+            && io_copy_range (a->m[a->reference].io, a->m[s].io, start,
+                              end - start, buf, COPY_BUF_SIZE) < 0)
+          copied = false;
+      if (copied)
+        for (uint32_t s = 0; s < a->nslots; s++)
+          written[s] |= want[s] && state_of (a, s) != MEMBER_FAULTY;
+      for (uint64_t off = start; off < end && r == 0 && !copied;
+           off += COPY_BUF_SIZE) {
+        size_t len = (size_t) (end - off < COPY_BUF_SIZE ? end - off
+                               : COPY_BUF_SIZE);
+        r = array_read_any (a, buf, len, off, a->reference);
+        if (r < 0) {
+          log_error ("resync: no member could supply %zu bytes at %" PRIu64,
+                     len, off);
+          break;
+        }
+        for (uint32_t s = 0; s < a->nslots; s++) {
+          if (!want[s] || state_of (a, s) == MEMBER_FAULTY)
+            continue;
+          int w = io_pwrite_full (a->m[s].io, buf, len, off);
+          if (w < 0) {
+            if (state_of (a, s) == MEMBER_ACTIVE)
+              r = array_member_failed (a, s, w, "resync write");
+            else {
+              log_error ("%s: recovery write failed: %s; member left out",
+                         a->m[s].io->name, strerror (-w));
+              set_state (a, s, MEMBER_FAULTY);
+            }
+            continue;
+          }
+          written[s] = true;
+        }
+      }
+      st->chunks_copied++;
+      st->bytes_copied += end - start;
+      pending_bytes += end - start;
+    }
+
+    if (a->resync_progress)
+      progress_update (a->resync_progress, (c + 1) * chunk < a->volume_bytes
+                       ? (c + 1) * chunk : a->volume_bytes, a->volume_bytes);
+    bool last = c + 1 == nchunks;
+    if (r == 0 && (pending_bytes >= RESYNC_CHECKPOINT_BYTES || (last && pending_bytes))) {
+      /* Checkpoint: the copies are durable before any bit is cleared or
+       * any resync_offset advanced, so a crash resumes from here. */
+      r = sync_targets (a, written);
+      memset (written, 0, sizeof written);
+      if (r == 0 && a->bm && !any_behind)
+        r = bitmap_clear_range (a->bm, pending_first, c + 1 - pending_first);
+      if (r == 0 && !a->bm && a->resync_from != UINT64_MAX) {
+        pthread_mutex_lock (&a->sb_lock);
+        a->resync_offset = last ? SB_RESYNC_CLEAN : (c + 1) * chunk / 512;
+        r = array_bump_events_locked (a);
+        pthread_mutex_unlock (&a->sb_lock);
+      }
+      pending_first = c + 1;
+      pending_bytes = 0;
+    }
+  }
+  free (buf);
+  if (a->resync_progress)
+    progress_end (a->resync_progress);
+  if (r < 0)
+    return r;
+
+  /* Recovered members become current: their copy is durable; the current
+   * members' superblocks (their role active) are written first. */
+  pthread_mutex_lock (&a->sb_lock);
+  bool recovered = false;
+  for (uint32_t s = 0; s < a->nslots; s++) {
+    if (state_of (a, s) == MEMBER_BEHIND) {
+      set_state (a, s, MEMBER_ACTIVE);
+      a->m[s].just_recovered = true;
+      recovered = true;
+    }
+  }
+  if (recovered)
+    r = array_bump_events_locked (a);
+  if (a->resync_from != UINT64_MAX && !a->bm) {
+    a->resync_from = UINT64_MAX;
+    if (a->resync_offset != SB_RESYNC_CLEAN && r == 0) {
+      a->resync_offset = SB_RESYNC_CLEAN;
+      r = array_bump_events_locked (a);
+    }
+  }
+  pthread_mutex_unlock (&a->sb_lock);
+
+  /* With every member in sync and durable, the bits behind the copies can
+   * go (none was cleared while a member was behind). */
+  if (r == 0 && a->bm && all_active (a)) {
+    bitmap_allow_clearing (a->bm, true);
+    if (any_behind)
+      r = bitmap_clear_range (a->bm, 0, nchunks);
+  }
+  if (r == 0 && a->bm && bitmap_failed (a->bm))
+    array_bitmap_failed (a);
+  st->seconds = now_seconds () - t0;
+  a->last_resync = *st;
+  return r < 0 ? r : 0;
+}
+
