@@ -56,6 +56,10 @@ main (int argc, char **argv)
   }
   size_t bs = (size_t) strtoul (argv[2], NULL, 10);
   uint8_t *buf = malloc (bs);
+  if (!buf || bs < 64) {
+    fprintf (stderr, "fio_blocks: bad block size %s\n", argv[2]);
+    return 2;
+  }
   unsigned long checked = 0, bad = 0;
   unsigned long long off;
   while (scanf ("%llu", &off) == 1) {
@@ -82,5 +86,7 @@ main (int argc, char **argv)
     }
   }
   fprintf (stderr, "fio_blocks: %lu blocks checked, %lu bad\n", checked, bad);
+  free (buf);
+  close (fd);
   return bad ? 1 : 0;
 }
