@@ -386,6 +386,11 @@ int
 bitmap_clear_range (struct bitmap *bm, uint64_t first, uint64_t n)
 {
   pthread_mutex_lock (&bm->lock);
+  if (!bm->clearing_allowed) {
+    /* A member is faulty, missing or behind: its bits stay. */
+    pthread_mutex_unlock (&bm->lock);
+    return 0;
+  }
   for (uint64_t c = first; c < first + n && c < bm->nchunks; c++) {
     uint8_t *byte = &bm->buf[bitmap_bit_byte (c)];
     if ((*byte & bitmap_bit_mask (c)) && bm->inflight[c] == 0) {
@@ -492,6 +497,13 @@ bitmap_clear_pass (struct bitmap *bm, int (*sync_members) (void *arg),
   /* Holding the flusher role from the clearing in memory to the last page
    * write keeps the three steps in order with every other file write. */
   flusher_acquire (bm);
+  if (!bm->clearing_allowed || bm->failed) {
+    /* Changed while we waited for the flusher role. */
+    int failed = bm->failed;
+    flusher_release (bm);
+    pthread_mutex_unlock (&bm->lock);
+    return failed;
+  }
   for (uint64_t c = 0; c < bm->nchunks; c++) {
     uint8_t *byte = &bm->buf[bitmap_bit_byte (c)];
     if (*byte == 0 && c % 8 == 0) {

@@ -35,8 +35,8 @@ build_sb (struct array *a, uint32_t slot, struct md_sb *sb)
       : SB_ROLE_FAULTY;
 }
 
-static void mark_faulty_locked (struct array *a, uint32_t slot, int err,
-                                const char *what);
+static int mark_faulty_locked (struct array *a, uint32_t slot, int err,
+                               const char *what);
 
 /* Bump events and write every active member's superblock, then the bitmap
  * header with the same events (SPEC §1: a crash between them only makes
@@ -94,17 +94,19 @@ array_bump_events_locked (struct array *a)
   return 0;
 }
 
-static void
+static int
 mark_faulty_locked (struct array *a, uint32_t slot, int err, const char *what)
 {
   if (state_of (a, slot) != MEMBER_ACTIVE)
-    return;
+    return 0;
   set_state (a, slot, MEMBER_FAULTY);
   if (a->bm)
     bitmap_allow_clearing (a->bm, false);
   log_error ("%s: %s failed: %s; member marked faulty, the volume goes on "
              "degraded", a->m[slot].io->name, what, strerror (-err));
-  array_bump_events_locked (a);
+  /* Not durable if no survivor's superblock could be written: then the
+   * caller must not answer as if all were well. */
+  return array_bump_events_locked (a);
 }
 
 /* A member failed an I/O.  Mark it faulty, durably, before returning
@@ -126,7 +128,7 @@ array_member_failed (struct array *a, uint32_t slot, int err, const char *what)
       r = err;
     }
     else
-      mark_faulty_locked (a, slot, err, what);
+      r = mark_faulty_locked (a, slot, err, what);
   }
   else if (st == MEMBER_BEHIND) {
     /* Already faulty in every superblock: just stop recovering it. */
@@ -140,18 +142,22 @@ array_member_failed (struct array *a, uint32_t slot, int err, const char *what)
 
 /* The bitmap file failed: before any further member write, bump events
  * durably so the bitmap is stale by the events rule (SPEC §6). */
-void
+int
 array_bitmap_failed (struct array *a)
 {
   pthread_mutex_lock (&a->sb_lock);
+  int r = 0;
   if (!__atomic_load_n (&a->bitmap_skip, __ATOMIC_ACQUIRE)) {
     a->bitmap_gone = true;
-    array_bump_events_locked (a);
-    __atomic_store_n (&a->bitmap_skip, 1, __ATOMIC_RELEASE);
-    log_warn ("the volume goes on without its bitmap; the next mount "
-              "resyncs everything");
+    r = array_bump_events_locked (a);
+    if (r == 0) {
+      __atomic_store_n (&a->bitmap_skip, 1, __ATOMIC_RELEASE);
+      log_warn ("the volume goes on without its bitmap; the next mount "
+                "resyncs everything");
+    }
   }
   pthread_mutex_unlock (&a->sb_lock);
+  return r;
 }
 
 /* ---- assembly ---- */
@@ -273,6 +279,8 @@ array_assemble (struct io_file **members, size_t n, struct io_file *bitmap_io,
   pthread_mutex_init (&a->daemon_lock, NULL);
   pthread_cond_init (&a->daemon_cond, NULL);
   pthread_cond_init (&a->bg_cond, NULL);
+  for (uint32_t s = 0; s < ASSEMBLE_MAX_SLOTS; s++)
+    pthread_mutex_init (&a->m[s].sync_lock, NULL);
   rangelock_init (&a->rl);
   a->nslots = plan.raid_disks;
   a->tmpl = probes[plan.reference].sb;
@@ -431,18 +439,20 @@ array_write (struct array *a, const void *buf, size_t len, uint64_t off)
   rangelock_acquire (&a->rl, &lk, off, off + len);
 
   /* Steps 1-2: the bits covering this write are durable first. */
-  bool counted = false;
+  bool counted = false, unsafe = false;
   if (a->bm && !__atomic_load_n (&a->bitmap_skip, __ATOMIC_ACQUIRE)) {
     counted = true;
-    if (bitmap_start_write (a->bm, off, len) < 0)
-      array_bitmap_failed (a);
+    /* Without a durable events bump the failed bitmap may still look
+     * current: then nothing may be written. */
+    if (bitmap_start_write (a->bm, off, len) < 0 && array_bitmap_failed (a) < 0)
+      unsafe = true;
   }
 
   /* Step 3: every active member, and a member being recovered (the
    * recovery copies under the same range lock, so whichever comes second
    * carries this write's data). */
   uint32_t ok = 0;
-  for (uint32_t s = 0; s < a->nslots; s++) {
+  for (uint32_t s = 0; s < a->nslots && !unsafe; s++) {
     int st = state_of (a, s);
     if (st != MEMBER_ACTIVE && st != MEMBER_BEHIND)
       continue;
@@ -453,7 +463,8 @@ array_write (struct array *a, const void *buf, size_t len, uint64_t off)
       continue;
     }
     /* Step 4: a failed member is durably faulty before we reply. */
-    array_member_failed (a, s, w, "write");
+    if (array_member_failed (a, s, w, "write") < 0)
+      unsafe = true;
   }
 
   /* Step 5. */
@@ -462,51 +473,52 @@ array_write (struct array *a, const void *buf, size_t len, uint64_t off)
   rangelock_release (&a->rl, &lk);
   /* ENOSPC is for writes past the end of the volume; a member's own
    * errors reach the user as EIO (SPEC §6). */
-  if (ok == 0)
+  if (ok == 0 || unsafe)
     return -EIO;
   return (ssize_t) len;
+}
+
+int
+array_member_sync (struct array *a, uint32_t slot)
+{
+  struct array_member *m = &a->m[slot];
+  pthread_mutex_lock (&m->sync_lock);
+  int st = state_of (a, slot);
+  int r = -EIO;
+  if (st == MEMBER_ACTIVE || st == MEMBER_BEHIND) {
+    r = io_fdatasync (m->io);
+    /* Never retried: the kernel reports a lost write once. */
+    if (r < 0)
+      array_member_failed (a, slot, r, "fdatasync");
+  }
+  pthread_mutex_unlock (&m->sync_lock);
+  return r;
 }
 
 int
 array_flush (struct array *a)
 {
   uint32_t ok = 0;
-    for (uint32_t s = 0; s < a->nslots; s++) {
-    if (state_of (a, s) != MEMBER_ACTIVE)
-      continue;
-    int r = io_fdatasync (a->m[s].io);
-    if (r == 0) {
+  for (uint32_t s = 0; s < a->nslots; s++)
+    if (state_of (a, s) == MEMBER_ACTIVE && array_member_sync (a, s) == 0)
       ok++;
-      continue;
-    }
-    /* Never retried: the kernel reports a lost write once. */
-    array_member_failed (a, s, r, "fdatasync");
-  }
   return ok ? 0 : -EIO;
 }
 
 /* ---- lazy clearing ---- */
 
-struct sync_ctx {
-  struct array *a;
-  int failed_slot;
-  int err;
-};
-
 static int
 sync_active_members (void *arg)
 {
-  struct sync_ctx *ctx = arg;
-  struct array *a = ctx->a;
+  struct array *a = arg;
   for (uint32_t s = 0; s < a->nslots; s++) {
     if (state_of (a, s) != MEMBER_ACTIVE)
       return -EAGAIN;           /* degraded meanwhile: clear nothing */
-    int r = io_fdatasync (a->m[s].io);
-    if (r < 0) {
-      ctx->failed_slot = (int) s;
-      ctx->err = r;
+    /* A failure marks the member faulty at once: the pass holds neither
+     * the bitmap lock nor the flusher role while it syncs. */
+    int r = array_member_sync (a, s);
+    if (r < 0)
       return r;
-    }
   }
   return 0;
 }
@@ -517,11 +529,7 @@ array_clear_pass (struct array *a)
   if (!a->bm || __atomic_load_n (&a->bitmap_skip, __ATOMIC_ACQUIRE)
       || !all_active (a))
     return 0;
-  struct sync_ctx ctx = { .a = a, .failed_slot = -1 };
-  int64_t r = bitmap_clear_pass (a->bm, sync_active_members, &ctx);
-  /* Handled outside the pass: marking faulty writes the bitmap header. */
-  if (ctx.failed_slot >= 0)
-    array_member_failed (a, (uint32_t) ctx.failed_slot, ctx.err, "fdatasync");
+  int64_t r = bitmap_clear_pass (a->bm, sync_active_members, a);
   if (bitmap_failed (a->bm))
     array_bitmap_failed (a);
   return r == -EAGAIN ? 0 : r;
@@ -622,6 +630,8 @@ array_close (struct array *a, bool clean)
   pthread_mutex_destroy (&a->daemon_lock);
   pthread_cond_destroy (&a->daemon_cond);
   pthread_cond_destroy (&a->bg_cond);
+  for (uint32_t s = 0; s < ASSEMBLE_MAX_SLOTS; s++)
+    pthread_mutex_destroy (&a->m[s].sync_lock);
   free (a);
   return r;
 }

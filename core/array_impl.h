@@ -24,6 +24,10 @@ struct array_member {
   enum slot_state recovery;     /* what a behind member needs */
   bool just_recovered;          /* its superblock is written after the others' */
   uint64_t read_errors, write_errors;
+  /* Held across an fdatasync and, on error, the faulty marking: the
+   * kernel reports a lost write to one fdatasync only, so a concurrent
+   * one must not count the member as synced meanwhile. */
+  pthread_mutex_t sync_lock;
 };
 
 struct array {
@@ -109,8 +113,14 @@ all_active (struct array *a)
 int array_member_failed (struct array *a, uint32_t slot, int err,
                          const char *what);
 int array_bump_events_locked (struct array *a);
+/* fdatasync member SLOT (active or behind); on error it is failed (SPEC
+ * §6) before this returns.  0, or a negative errno when it is not synced
+ * (failed now or before). */
+int array_member_sync (struct array *a, uint32_t slot);
 int array_read_any (struct array *a, void *buf, size_t len, uint64_t off,
                     uint32_t first);
-void array_bitmap_failed (struct array *a);
+/* The bitmap file failed: bump events durably so it is stale (SPEC §6).
+ * 0, or a negative errno when no superblock could be written. */
+int array_bitmap_failed (struct array *a);
 
 #endif

@@ -95,8 +95,14 @@ assemble_decide (const struct member_probe *m, const char *const *names,
       FAIL ("%s: member of another array (uuid %s, %s has %s)", names[i], a,
             names[ref], b);
     }
-    if (m[i].status != SB_VALID)
-      continue;                 /* torn: its other fields are not trusted */
+    if (m[i].status != SB_VALID) {
+      /* Torn: its other fields are not trusted, but its file must still
+       * hold the volume below where its superblock goes. */
+      if (sb_max_volume_for ((uint64_t) m[i].file_size) < r->size * 512)
+        FAIL ("%s: file of %" PRId64 " bytes is too small for a volume of %"
+              PRIu64 " bytes", names[i], m[i].file_size, r->size * 512);
+      continue;
+    }
     if (s->size != r->size || s->raid_disks != r->raid_disks)
       FAIL ("%s: volume size %" PRIu64 " sectors / %" PRIu32
             " disks disagrees with %s (%" PRIu64 " / %" PRIu32 ")",
@@ -171,6 +177,14 @@ assemble_decide (const struct member_probe *m, const char *const *names,
     else
       plan->slot[s] = SLOT_BEHIND_FULL;         /* refined below */
   }
+
+  bool any_current = false;
+  for (uint32_t s = 0; s < r->raid_disks; s++)
+    any_current |= plan->slot[s] == SLOT_CURRENT;
+  if (!any_current)
+    FAIL ("no member is current: every member with the newest events (%"
+          PRIu64 ") is marked faulty by another; refusing to choose",
+          r->events);
 
   /* Step 3: the bitmap. */
   plan->bitmap = BITMAP_UNUSED;

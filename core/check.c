@@ -52,16 +52,29 @@ choose_source (struct array *a, const bool *have, const XXH128_hash_t *d,
   return first;
 }
 
+static bool
+any_behind (struct array *a)
+{
+  for (uint32_t s = 0; s < a->nslots; s++)
+    if (state_of (a, s) == MEMBER_BEHIND)
+      return true;
+  return false;
+}
+
+/* Sleep to keep under the rate, in slices, so a stop is not held up. */
 static void
 rate_limit (struct array *a, uint64_t done)
 {
   if (a->check_rate == 0)
     return;
   double should = (double) done / (double) a->check_rate;
-  double spent = now_seconds () - a->check_start;
-  if (should > spent) {
-    double d = should - spent;
-    struct timespec ts = { (time_t) d, (long) ((d - (double) (time_t) d) * 1e9) };
+  while (!__atomic_load_n (&a->stopping, __ATOMIC_ACQUIRE)) {
+    double d = should - (now_seconds () - a->check_start);
+    if (d <= 0)
+      break;
+    if (d > 0.1)
+      d = 0.1;
+    struct timespec ts = { 0, (long) (d * 1e9) };
     nanosleep (&ts, NULL);
   }
 }
@@ -180,6 +193,12 @@ array_check_start (struct array *a, bool repair, uint64_t rate, char *msg,
   int r = 0;
   if (a->check_running) {
     snprintf (msg, msglen, "a check is already running");
+    r = -EBUSY;
+  }
+  else if (a->recovery_running || any_behind (a)) {
+    /* A repair could rewrite a chunk after the recovery copied it. */
+    snprintf (msg, msglen, "a member is being recovered; check when it is "
+              "done");
     r = -EBUSY;
   }
   else if (active_count (a) < 2) {

@@ -119,11 +119,8 @@ recovery_main (void *arg)
     __atomic_store_n (&a->recovery_pos, copied, __ATOMIC_RELAXED);
   }
   free (buf);
-  if (r == 0) {
-    r = io_fdatasync (a->m[slot].io);
-    if (r < 0)
-      array_member_failed (a, slot, r, "fdatasync");
-  }
+  if (r == 0)
+    r = array_member_sync (a, slot);
 
   pthread_mutex_lock (&a->sb_lock);
   if (r == 0 && state_of (a, slot) == MEMBER_BEHIND) {
@@ -195,6 +192,13 @@ array_readd_member (struct array *a, struct io_file *io, uint32_t same_slot,
   if (a->recovery_running) {
     snprintf (msg, msglen, "a recovery is already running; try again when "
               "it ends");
+    r = -EBUSY;
+    goto refuse;
+  }
+  if (a->check_running) {
+    /* A repair could rewrite a chunk after the recovery copied it. */
+    snprintf (msg, msglen, "a %s is running; re-add when it is done",
+              a->check_repair ? "repair" : "check");
     r = -EBUSY;
     goto refuse;
   }

@@ -56,19 +56,11 @@ sync_targets (struct array *a, const bool *written)
   for (uint32_t s = 0; s < a->nslots; s++) {
     if (!written[s] || state_of (a, s) == MEMBER_FAULTY)
       continue;
-    int r = io_fdatasync (a->m[s].io);
-    if (r < 0) {
-      bool was_active = state_of (a, s) == MEMBER_ACTIVE;
-      if (was_active) {
-        if (array_member_failed (a, s, r, "fdatasync") < 0)
-          return r;
-      }
-      else {
-        log_error ("%s: fdatasync during recovery failed: %s; member left "
-                   "out", a->m[s].io->name, strerror (-r));
-        set_state (a, s, MEMBER_FAULTY);
-      }
-    }
+    int r = array_member_sync (a, s);
+    /* A member that failed is out of the array now; one still active
+     * after a failed sync is the last one: the resync cannot go on. */
+    if (r < 0 && state_of (a, s) == MEMBER_ACTIVE)
+      return r;
   }
   return 0;
 }
@@ -100,11 +92,13 @@ array_resync (struct array *a, struct array_resync_stats *st)
       continue;
     int state = state_of (a, s);
     if (state == MEMBER_ACTIVE) {
-      if (a->bm)
+      if (a->bm && a->bitmap_stale_at_mount && a->bitmap_gone)
+        full_target[s] = true;  /* stale bits that could not be rebuilt */
+      else if (a->bm)
         bits_target[s] = true;
       else if (a->resync_from != UINT64_MAX)
         current_target[s] = true;
-      any_target |= bits_target[s] || current_target[s];
+      any_target |= bits_target[s] || current_target[s] || full_target[s];
     }
     else if (state == MEMBER_BEHIND) {
       any_behind = true;
@@ -202,7 +196,9 @@ array_resync (struct array *a, struct array_resync_stats *st)
        * any resync_offset advanced, so a crash resumes from here. */
       r = sync_targets (a, written);
       memset (written, 0, sizeof written);
-      if (r == 0 && a->bm && !any_behind)
+      /* Bits go only while every slot is active: a missing, faulty or
+       * behind member may still need them (md's NEEDED). */
+      if (r == 0 && a->bm && !a->bitmap_gone && !any_behind && all_active (a))
         r = bitmap_clear_range (a->bm, pending_first, c + 1 - pending_first);
       if (r == 0 && !a->bm && a->resync_from != UINT64_MAX) {
         pthread_mutex_lock (&a->sb_lock);
@@ -244,7 +240,7 @@ array_resync (struct array *a, struct array_resync_stats *st)
 
   /* With every member in sync and durable, the bits behind the copies can
    * go (none was cleared while a member was behind). */
-  if (r == 0 && a->bm && all_active (a)) {
+  if (r == 0 && a->bm && !a->bitmap_gone && all_active (a)) {
     bitmap_allow_clearing (a->bm, true);
     if (any_behind)
       r = bitmap_clear_range (a->bm, 0, nchunks);

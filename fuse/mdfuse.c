@@ -121,6 +121,7 @@ main (int argc, char **argv)
   mf.array = mdfuse_open_array (&conf, opts.mountpoint);
   if (!mf.array)
     goto out_session;
+  stop_set_array (mf.array);
   if (conf.force)
     log_warn ("-o force: going on although a newer member may be missing");
 
@@ -137,6 +138,7 @@ main (int argc, char **argv)
     else
       log_error ("resync failed; not mounting");
     /* Not a clean shutdown: the bits of what was not copied stay set. */
+    stop_close ();
     array_close (mf.array, false);
     mf.array = NULL;
     goto out_session;
@@ -180,10 +182,10 @@ main (int argc, char **argv)
   rc = lr < 0 ? 1 : 0;
 
 out_unmount:
-  stop_serving (NULL);
   fuse_session_unmount (se);
 out_array:
   /* Every request has been answered: shut down cleanly (SPEC §5). */
+  stop_close ();
   if (mf.array) {
     if (array_close (mf.array, true) < 0)
       rc = 1;

@@ -59,7 +59,12 @@ struct array *mdfuse_open_array (struct mdfuse_config *conf,
 /* stop.c: SIGTERM, SIGINT and SIGHUP. */
 int stop_init (struct mdfuse *mf);
 int stop_start_watcher (void);
+/* The array a stop during the resync stops (NULL: none). */
+void stop_set_array (struct array *a);
+/* The session a stop ends, once serving. */
 void stop_serving (struct fuse_session *se);
+/* Shutting down: the watcher touches nothing from now on. */
+void stop_close (void);
 bool stop_was_requested (void);
 
 #endif

@@ -28,7 +28,13 @@
 
 static sem_t stop_sem;
 static struct mdfuse *stop_mf;
+/* stop_lock guards what the watcher acts on: the array (during the
+ * resync), the session (while serving), and whether main is shutting
+ * down (after which the watcher touches nothing). */
+static pthread_mutex_t stop_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct array *stop_array;
 static struct fuse_session *stop_se;   /* set once serving */
+static bool stop_closing;
 static pthread_t main_thread;
 static int stop_requested;
 
@@ -52,27 +58,33 @@ stop_watcher (void *arg)
   for (;;) {
     while (sem_wait (&stop_sem) < 0)
       ;
-    struct fuse_session *se = __atomic_load_n (&stop_se, __ATOMIC_ACQUIRE);
-    if (!se) {
+    pthread_mutex_lock (&stop_lock);
+    struct fuse_session *se = stop_se;
+    if (stop_closing) {
+      /* Already shutting down: nothing more to do. */
+    }
+    else if (!se) {
       __atomic_store_n (&stop_requested, 1, __ATOMIC_RELEASE);
-      if (stop_mf->array)
-        array_request_stop (stop_mf->array);
+      if (stop_array)
+        array_request_stop (stop_array);
       log_warn ("stop requested during the resync: stopping it; the next "
                 "mount resumes it");
-      continue;
     }
-    int opens = __atomic_load_n (&stop_mf->open_count, __ATOMIC_ACQUIRE);
-    if (opens > 0) {
-      log_warn ("stop refused: the volume is open %d time%s (a loop device "
-                "or a program uses it); unmount and detach it first", opens,
-                opens == 1 ? "" : "s");
-      continue;
+    else {
+      int opens = __atomic_load_n (&stop_mf->open_count, __ATOMIC_ACQUIRE);
+      if (opens > 0)
+        log_warn ("stop refused: the volume is open %d time%s (a loop "
+                  "device or a program uses it); unmount and detach it "
+                  "first", opens, opens == 1 ? "" : "s");
+      else {
+        __atomic_store_n (&stop_requested, 1, __ATOMIC_RELEASE);
+        fuse_session_exit (se);
+        pthread_kill (main_thread, SIGUSR2);
+      }
     }
-    __atomic_store_n (&stop_requested, 1, __ATOMIC_RELEASE);
-    fuse_session_exit (se);
-    pthread_kill (main_thread, SIGUSR2);
-    return NULL;
+    pthread_mutex_unlock (&stop_lock);
   }
+  return NULL;
 }
 
 int
@@ -115,9 +127,29 @@ stop_init (struct mdfuse *mf)
 }
 
 void
+stop_set_array (struct array *a)
+{
+  pthread_mutex_lock (&stop_lock);
+  stop_array = a;
+  pthread_mutex_unlock (&stop_lock);
+}
+
+void
 stop_serving (struct fuse_session *se)
 {
-  __atomic_store_n (&stop_se, se, __ATOMIC_RELEASE);
+  pthread_mutex_lock (&stop_lock);
+  stop_se = se;
+  pthread_mutex_unlock (&stop_lock);
+}
+
+void
+stop_close (void)
+{
+  pthread_mutex_lock (&stop_lock);
+  stop_closing = true;
+  stop_se = NULL;
+  stop_array = NULL;
+  pthread_mutex_unlock (&stop_lock);
 }
 
 bool

@@ -482,6 +482,81 @@ START_TEST (test_clear_pass_clears_only_idle_chunks_after_member_sync)
 }
 END_TEST
 
+
+START_TEST (test_degraded_mount_resync_keeps_the_missing_members_bits)
+{
+  struct fixture fx;
+  fx_create (&fx, 3);
+  /* A crash left chunk 3 dirty; m2 differs there. */
+  size_t len;
+  io_mem_data (fx.mem[2], &len)[3 * CHUNK + 5] = 0x42;
+  uint8_t *b = io_mem_data (fx.bmem, &len);
+  b[bitmap_bit_byte (3)] |= bitmap_bit_mask (3);
+  /* Mount m0 and m1 only. */
+  struct io_file *m[2];
+  for (size_t i = 0; i < 2; i++)
+    m[i] = io_record_wrap (io_mem_reopen (fx.mem[i]));
+  struct array_options o = { .degraded = true };
+  struct array *a = array_assemble (m, 2, io_record_wrap (io_mem_reopen (fx.bmem)), &o);
+  ck_assert_ptr_nonnull (a);
+  struct array_resync_stats st;
+  ck_assert_int_eq (array_resync (a, &st), 0);
+  ck_assert_uint_eq (st.chunks_copied, 1);
+  /* m2 still needs chunk 3: its bit stays, on disk too. */
+  ck_assert (disk_bit (&fx, 3));
+  array_clear_pass (a);
+  array_clear_pass (a);
+  ck_assert (disk_bit (&fx, 3));
+  ck_assert_int_eq (array_close (a, true), 0);
+  ck_assert (disk_bit (&fx, 3));
+  fx_free (&fx);
+}
+END_TEST
+
+START_TEST (test_resync_target_failing_keeps_its_bits)
+{
+  struct fixture fx;
+  fx_create (&fx, 2);
+  size_t len;
+  uint8_t *b = io_mem_data (fx.bmem, &len);
+  b[bitmap_bit_byte (3)] |= bitmap_bit_mask (3);
+  io_mem_data (fx.mem[1], &len)[3 * CHUNK] = 0x17;
+  struct array *a = fx_assemble (&fx, NULL);
+  ck_assert_ptr_nonnull (a);
+  io_mem_stats (fx.mem[1])->fail_pwrite = -EIO;
+  struct array_resync_stats st;
+  ck_assert_int_eq (array_resync (a, &st), 0);
+  ck_assert_int_eq (array_member_state (a, 1), MEMBER_FAULTY);
+  ck_assert (disk_bit (&fx, 3));
+  ck_assert_int_eq (array_close (a, true), 0);
+  ck_assert (disk_bit (&fx, 3));
+  fx_free (&fx);
+}
+END_TEST
+
+START_TEST (test_stale_bitmap_that_cannot_be_rebuilt_still_copies_everything)
+{
+  struct fixture fx;
+  fx_create (&fx, 2);
+  for (size_t i = 0; i < 2; i++) {
+    struct md_sb sb = member_sb (&fx, i);
+    sb.events = 5;
+    ck_assert_int_eq (member_write_sb (fx.mem[i], &sb), 0);
+  }
+  size_t len;
+  io_mem_data (fx.mem[1], &len)[6 * CHUNK] = 0x99;     /* bit 6 is clear */
+  io_mem_stats (fx.bmem)->fail_pwrite = -EIO;
+  struct array *a = fx_assemble (&fx, NULL);
+  ck_assert_ptr_nonnull (a);
+  struct array_resync_stats st;
+  ck_assert_int_eq (array_resync (a, &st), 0);
+  ck_assert_uint_eq (st.chunks_copied, NCHUNKS);
+  ck_assert (members_identical (&fx));
+  ck_assert_int_eq (array_close (a, true), 0);
+  fx_free (&fx);
+}
+END_TEST
+
 static Suite *
 array_suite (void)
 {
@@ -500,6 +575,9 @@ array_suite (void)
   tcase_add_test (tc, test_refused_mount_writes_nothing);
   tcase_add_test (tc, test_nobitmap_dirty_shutdown_resyncs_everything_from_offset);
   tcase_add_test (tc, test_clear_pass_clears_only_idle_chunks_after_member_sync);
+  tcase_add_test (tc, test_degraded_mount_resync_keeps_the_missing_members_bits);
+  tcase_add_test (tc, test_resync_target_failing_keeps_its_bits);
+  tcase_add_test (tc, test_stale_bitmap_that_cannot_be_rebuilt_still_copies_everything);
   suite_add_tcase (s, tc);
   return s;
 }
