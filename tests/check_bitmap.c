@@ -21,33 +21,7 @@
 #include "bitmap/bitmap_format.h"
 #include "core/io.h"
 #include "core/io_mem.h"
-
-static uint32_t
-get32 (const uint8_t *b, size_t off)
-{
-  return (uint32_t) b[off] | (uint32_t) b[off + 1] << 8
-    | (uint32_t) b[off + 2] << 16 | (uint32_t) b[off + 3] << 24;
-}
-
-static uint64_t
-get64 (const uint8_t *b, size_t off)
-{
-  return (uint64_t) get32 (b, off) | (uint64_t) get32 (b, off + 4) << 32;
-}
-
-static void
-put32 (uint8_t *b, size_t off, uint32_t v)
-{
-  for (int i = 0; i < 4; i++)
-    b[off + i] = (uint8_t) (v >> (8 * i));
-}
-
-static void
-put64 (uint8_t *b, size_t off, uint64_t v)
-{
-  for (int i = 0; i < 8; i++)
-    b[off + i] = (uint8_t) (v >> (8 * i));
-}
+#include "tests/le_bytes.h"
 
 static void
 sleep_ms (unsigned ms)

@@ -16,42 +16,9 @@
 #include "core/io_mem.h"
 #include "core/member.h"
 #include "core/superblock.h"
+#include "tests/le_bytes.h"
 
 /* ---- helpers: a superblock made by hand, little-endian, byte by byte ---- */
-
-static void
-put16 (uint8_t *b, size_t off, uint16_t v)
-{
-  b[off] = (uint8_t) v;
-  b[off + 1] = (uint8_t) (v >> 8);
-}
-
-static void
-put32 (uint8_t *b, size_t off, uint32_t v)
-{
-  for (int i = 0; i < 4; i++)
-    b[off + i] = (uint8_t) (v >> (8 * i));
-}
-
-static void
-put64 (uint8_t *b, size_t off, uint64_t v)
-{
-  for (int i = 0; i < 8; i++)
-    b[off + i] = (uint8_t) (v >> (8 * i));
-}
-
-static uint32_t
-get32 (const uint8_t *b, size_t off)
-{
-  return (uint32_t) b[off] | (uint32_t) b[off + 1] << 8
-    | (uint32_t) b[off + 2] << 16 | (uint32_t) b[off + 3] << 24;
-}
-
-static uint64_t
-get64 (const uint8_t *b, size_t off)
-{
-  return (uint64_t) get32 (b, off) | (uint64_t) get32 (b, off + 4) << 32;
-}
 
 /* md's checksum written out plainly from its definition (SPEC §2, the
  * kernel's calc_sb_1_csum): LE u32 words of the first 256 + 2*max_dev
