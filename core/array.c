@@ -636,27 +636,12 @@ array_close (struct array *a, bool clean)
   return r;
 }
 
-void
-array_wait_background (struct array *a)
-{
-  pthread_mutex_lock (&a->sb_lock);
-  while (a->recovery_running || a->check_running)
-    pthread_cond_wait (&a->bg_cond, &a->sb_lock);
-  pthread_mutex_unlock (&a->sb_lock);
-}
-
 /* ---- introspection ---- */
 
 uint64_t
 array_size (const struct array *a)
 {
   return a->volume_bytes;
-}
-
-unsigned
-array_daemon_sleep (const struct array *a)
-{
-  return a->daemon_sleep;
 }
 
 uint32_t
@@ -669,30 +654,4 @@ enum member_state
 array_member_state (struct array *a, uint32_t slot)
 {
   return (enum member_state) state_of (a, slot);
-}
-
-const char *
-array_member_name (struct array *a, uint32_t slot)
-{
-  return a->m[slot].io ? a->m[slot].io->name : NULL;
-}
-
-uint64_t
-array_events (struct array *a)
-{
-  pthread_mutex_lock (&a->sb_lock);
-  uint64_t e = a->events;
-  pthread_mutex_unlock (&a->sb_lock);
-  return e;
-}
-
-uint64_t
-array_dirty_chunks (struct array *a, uint64_t *total)
-{
-  if (!a->bm) {
-    *total = 0;
-    return 0;
-  }
-  *total = bitmap_nchunks (a->bm);
-  return bitmap_dirty_count (a->bm);
 }

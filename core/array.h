@@ -83,19 +83,13 @@ int array_slot_of_file (struct array *a, uint64_t dev, uint64_t ino);
  * member; RATE in bytes/s, 0 for unlimited. */
 int array_check_start (struct array *a, bool repair, uint64_t rate,
                        char *msg, size_t msglen);
-/* Wait for background recovery and check to end (tests). */
-void array_wait_background (struct array *a);
 
 /* Status, as text (like /proc/mdstat) or JSON.  Returns the length. */
 size_t array_status_text (struct array *a, char *buf, size_t len);
 size_t array_status_json (struct array *a, char *buf, size_t len);
 
 uint64_t array_size (const struct array *a);
-unsigned array_daemon_sleep (const struct array *a);
 uint32_t array_slots (const struct array *a);
 enum member_state array_member_state (struct array *a, uint32_t slot);
-const char *array_member_name (struct array *a, uint32_t slot);
-uint64_t array_events (struct array *a);
-uint64_t array_dirty_chunks (struct array *a, uint64_t *total);
 
 #endif

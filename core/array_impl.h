@@ -110,6 +110,14 @@ all_active (struct array *a)
   return active_count (a) == a->nslots;
 }
 
+/* The unit resync, recovery and check walk the volume in: the bitmap's
+ * chunk, or 4 MiB without a bitmap. */
+static inline uint64_t
+array_copy_unit (const struct array *a)
+{
+  return a->bm ? bitmap_chunk_size (a->bm) : 4ull << 20;
+}
+
 int array_member_failed (struct array *a, uint32_t slot, int err,
                          const char *what);
 int array_bump_events_locked (struct array *a);

@@ -88,7 +88,7 @@ check_main (void *arg)
   for (uint32_t s = 0; s < a->nslots && r == 0; s++)
     if (posix_memalign ((void **) &bufs[s], 4096, CHECK_PIECE) != 0)
       r = -ENOMEM;
-  uint64_t chunk = a->bm ? bitmap_chunk_size (a->bm) : 4ull << 20;
+  uint64_t chunk = array_copy_unit (a);
   uint64_t piece = chunk < CHECK_PIECE ? chunk : CHECK_PIECE;
   uint64_t last_bad_chunk = UINT64_MAX;
   uint64_t done = 0;

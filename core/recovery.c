@@ -95,7 +95,7 @@ recovery_main (void *arg)
   struct array *a = arg;
   uint32_t slot = a->recovery_slot;
   const char *name = a->m[slot].io->name;
-  uint64_t chunk = a->bm ? bitmap_chunk_size (a->bm) : 4ull << 20;
+  uint64_t chunk = array_copy_unit (a);
   uint64_t nchunks = (a->volume_bytes + chunk - 1) / chunk;
   uint8_t *buf = NULL;
   int r = posix_memalign ((void **) &buf, 4096, RECOVERY_BUF) ? -ENOMEM : 0;
@@ -247,7 +247,7 @@ array_readd_member (struct array *a, struct io_file *io, uint32_t same_slot,
   a->recovery_slot = slot;
   a->recovery_full = !bits;
   a->recovery_pos = 0;
-  uint64_t chunk = a->bm ? bitmap_chunk_size (a->bm) : 4ull << 20;
+  uint64_t chunk = array_copy_unit (a);
   a->recovery_total = bits ? bitmap_dirty_count (a->bm)
     : (a->volume_bytes + chunk - 1) / chunk;
   a->recovery_start = now_seconds ();

@@ -79,7 +79,7 @@ array_resync (struct array *a, struct array_resync_stats *st)
 {
   memset (st, 0, sizeof *st);
   double t0 = now_seconds ();
-  uint64_t chunk = a->bm ? bitmap_chunk_size (a->bm) : 4ull << 20;
+  uint64_t chunk = array_copy_unit (a);
   uint64_t nchunks = bitmap_chunks (a->volume_bytes, chunk);
   st->chunks_total = nchunks;
 

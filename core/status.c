@@ -162,7 +162,7 @@ array_status_text (struct array *a, char *buf, size_t len)
     out (&o, "recovery : %s (%s)\n", s.name[s.rslot],
          s.rfull ? "full" : "bitmap");
     progress (&o, "recovery", s.rpos, s.rtotal, s.relapsed,
-              s.chunk ? s.chunk : 4u << 20);
+              array_copy_unit (a));
   }
   if (s.checking) {
     out (&o, "%s : running, %" PRIu64 " mismatched chunks so far\n",
