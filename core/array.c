@@ -384,6 +384,26 @@ refuse:
 
 /* ---- the data path ---- */
 
+/* The member a read starts with.  A read that continues the last read of
+ * an active member stays on that member: one sequential stream reads one
+ * file, whose readahead then runs ahead of it (alternating would show each
+ * member a stride and defeat it).  Other reads take turns. */
+static uint32_t
+read_balance (struct array *a, uint64_t off, size_t len)
+{
+  uint32_t s = a->nslots;
+  for (uint32_t i = 0; i < a->nslots; i++)
+    if (__atomic_load_n (&a->m[i].read_next, __ATOMIC_RELAXED) == off
+        && state_of (a, i) == MEMBER_ACTIVE) {
+      s = i;
+      break;
+    }
+  if (s == a->nslots)
+    s = __atomic_fetch_add (&a->read_rr, 1, __ATOMIC_RELAXED) % a->nslots;
+  __atomic_store_n (&a->m[s].read_next, off + len, __ATOMIC_RELAXED);
+  return s;
+}
+
 ssize_t
 array_read (struct array *a, void *buf, size_t len, uint64_t off)
 {
@@ -393,8 +413,7 @@ array_read (struct array *a, void *buf, size_t len, uint64_t off)
     len = (size_t) (a->volume_bytes - off);
   if (len == 0)
     return 0;
-  uint32_t first = __atomic_fetch_add (&a->read_rr, 1, __ATOMIC_RELAXED)
-    % a->nslots;
+  uint32_t first = read_balance (a, off, len);
   int r = array_read_any (a, buf, len, off, first);
   /* No member could serve it: the user sees EIO, whatever the members
    * said (SPEC §6). */

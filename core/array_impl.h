@@ -24,6 +24,9 @@ struct array_member {
   enum slot_state recovery;     /* what a behind member needs */
   bool just_recovered;          /* its superblock is written after the others' */
   uint64_t read_errors, write_errors;
+  /* Where the last read from this member ended: a read that starts there
+   * goes to this member again, so its readahead keeps working. */
+  uint64_t read_next;
   /* Held across an fdatasync and, on error, the faulty marking: the
    * kernel reports a lost write to one fdatasync only, so a concurrent
    * one must not count the member as synced meanwhile. */

@@ -413,6 +413,40 @@ START_TEST (test_read_error_is_served_by_another_member)
 }
 END_TEST
 
+START_TEST (test_sequential_reads_stay_on_one_member_others_take_turns)
+{
+  struct fixture fx;
+  fx_create (&fx, 2);
+  struct array *a = fx_assemble (&fx, NULL);
+  ck_assert_ptr_nonnull (a);
+  static uint8_t buf[4096];
+  unsigned long before[2], after[2];
+  for (int i = 0; i < 2; i++)
+    before[i] = io_mem_stats (fx.mem[i])->preads;
+  /* A stream: every read starts where the one before ended. */
+  for (uint64_t k = 0; k < 8; k++)
+    ck_assert_int_eq (array_read (a, buf, sizeof buf, CHUNK + k * 4096), 4096);
+  for (int i = 0; i < 2; i++)
+    after[i] = io_mem_stats (fx.mem[i])->preads - before[i];
+  ck_assert_msg ((after[0] == 8 && after[1] == 0) || (after[0] == 0 && after[1] == 8),
+                 "a sequential stream read %lu and %lu times from the members",
+                 after[0], after[1]);
+  /* Scattered reads are spread over both. */
+  for (int i = 0; i < 2; i++)
+    before[i] = io_mem_stats (fx.mem[i])->preads;
+  for (uint64_t k = 0; k < 8; k++)
+    ck_assert_int_eq (array_read (a, buf, sizeof buf, (k % 2 ? 3 : 1) * CHUNK
+                                  + (7 - k) * 8192), 4096);
+  for (int i = 0; i < 2; i++)
+    after[i] = io_mem_stats (fx.mem[i])->preads - before[i];
+  ck_assert_msg (after[0] >= 2 && after[1] >= 2,
+                 "scattered reads went %lu and %lu times to the members",
+                 after[0], after[1]);
+  ck_assert_int_eq (array_close (a, true), 0);
+  fx_free (&fx);
+}
+END_TEST
+
 START_TEST (test_refused_mount_writes_nothing)
 {
   struct fixture fx, other;
@@ -578,6 +612,7 @@ array_suite (void)
   tcase_add_test (tc, test_degraded_mount_resync_keeps_the_missing_members_bits);
   tcase_add_test (tc, test_resync_target_failing_keeps_its_bits);
   tcase_add_test (tc, test_stale_bitmap_that_cannot_be_rebuilt_still_copies_everything);
+  tcase_add_test (tc, test_sequential_reads_stay_on_one_member_others_take_turns);
   suite_add_tcase (s, tc);
   return s;
 }
