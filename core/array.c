@@ -420,6 +420,28 @@ array_read (struct array *a, void *buf, size_t len, uint64_t off)
   return r < 0 ? -EIO : (ssize_t) len;
 }
 
+/* One write or sync on several members at once (fanout_run). */
+struct member_io {
+  struct array *a;
+  void *buf;
+  size_t len;
+  uint64_t off;
+  uint32_t n;
+  uint32_t slot[ASSEMBLE_MAX_SLOTS];
+  int state[ASSEMBLE_MAX_SLOTS];
+  int r[ASSEMBLE_MAX_SLOTS];
+};
+
+/* Smaller writes cost less to do one after the other than to hand over. */
+#define FANOUT_MIN_WRITE (64u << 10)
+
+static void
+write_one (void *arg, unsigned i)
+{
+  struct member_io *w = arg;
+  w->r[i] = io_pwrite_full (w->a->m[w->slot[i]].io, w->buf, w->len, w->off);
+}
+
 /* Before the first write the superblocks say the members may differ
  * (resync_offset = 0, md's "active"). */
 static int
@@ -469,21 +491,28 @@ array_write (struct array *a, const void *buf, size_t len, uint64_t off)
 
   /* Step 3: every active member, and a member being recovered (the
    * recovery copies under the same range lock, so whichever comes second
-   * carries this write's data). */
+   * carries this write's data), all at once when the write is large. */
   uint32_t ok = 0;
-  for (uint32_t s = 0; s < a->nslots && !unsafe; s++) {
-    int st = state_of (a, s);
-    if (st != MEMBER_ACTIVE && st != MEMBER_BEHIND)
-      continue;
-    int w = io_pwrite_full (a->m[s].io, buf, len, off);
-    if (w == 0) {
-      if (st == MEMBER_ACTIVE)
-        ok++;
-      continue;
+  if (!unsafe) {
+    struct member_io w = { .a = a, .buf = (void *) buf, .len = len, .off = off };
+    for (uint32_t s = 0; s < a->nslots; s++) {
+      int st = state_of (a, s);
+      if (st == MEMBER_ACTIVE || st == MEMBER_BEHIND) {
+        w.state[w.n] = st;
+        w.slot[w.n++] = s;
+      }
     }
-    /* Step 4: a failed member is durably faulty before we reply. */
-    if (array_member_failed (a, s, w, "write") < 0)
-      unsafe = true;
+    fanout_run (len >= FANOUT_MIN_WRITE ? a->fan : NULL, w.n, write_one, &w);
+    for (uint32_t i = 0; i < w.n && !unsafe; i++) {
+      if (w.r[i] == 0) {
+        if (w.state[i] == MEMBER_ACTIVE)
+          ok++;
+        continue;
+      }
+      /* Step 4: a failed member is durably faulty before we reply. */
+      if (array_member_failed (a, w.slot[i], w.r[i], "write") < 0)
+        unsafe = true;
+    }
   }
 
   /* Step 5. */
@@ -514,12 +543,24 @@ array_member_sync (struct array *a, uint32_t slot)
   return r;
 }
 
+static void
+sync_one (void *arg, unsigned i)
+{
+  struct member_io *w = arg;
+  w->r[i] = array_member_sync (w->a, w->slot[i]);
+}
+
 int
 array_flush (struct array *a)
 {
-  uint32_t ok = 0;
+  struct member_io w = { .a = a };
   for (uint32_t s = 0; s < a->nslots; s++)
-    if (state_of (a, s) == MEMBER_ACTIVE && array_member_sync (a, s) == 0)
+    if (state_of (a, s) == MEMBER_ACTIVE)
+      w.slot[w.n++] = s;
+  fanout_run (a->fan, w.n, sync_one, &w);
+  uint32_t ok = 0;
+  for (uint32_t i = 0; i < w.n; i++)
+    if (w.r[i] == 0)
       ok++;
   return ok ? 0 : -EIO;
 }
@@ -581,6 +622,13 @@ array_start_daemon (struct array *a)
 {
   if (!a->bm)
     return 0;
+  /* After a daemonizing fork: threads do not survive one. */
+  if (!a->fan && a->nslots > 1) {
+    a->fan = fanout_new (a->nslots - 1);
+    if (!a->fan)
+      log_warn ("cannot start member threads (%s): members are written one "
+                "after the other", strerror (errno));
+  }
   int e = pthread_create (&a->daemon, NULL, daemon_main, a);
   if (e) {
     log_error ("cannot start the bitmap clearing thread: %s", strerror (e));
@@ -638,6 +686,8 @@ array_close (struct array *a, bool clean)
     pthread_mutex_unlock (&a->sb_lock);
   }
 
+  fanout_free (a->fan);
+  a->fan = NULL;
   for (uint32_t s = 0; s < a->nslots; s++)
     io_close (a->m[s].io);
   for (size_t i = 0; i < a->nretired; i++)

@@ -10,6 +10,7 @@
 #include "bitmap/bitmap.h"
 #include "core/array.h"
 #include "core/assemble.h"
+#include "core/fanout.h"
 #include "core/progress.h"
 #include "core/rangelock.h"
 #include "core/superblock.h"
@@ -51,6 +52,7 @@ struct array {
                                  * bump that makes it stale is durable */
   int marked_active;            /* superblocks say resync_offset = 0 */
 
+  struct fanout *fan;           /* member writes and syncs at once (or NULL) */
   pthread_mutex_t sb_lock;      /* superblocks, events, member states */
   struct rangelock rl;
   unsigned daemon_sleep;

@@ -447,6 +447,46 @@ START_TEST (test_sequential_reads_stay_on_one_member_others_take_turns)
 }
 END_TEST
 
+/* With the member threads running (array_start_daemon), a large write
+ * and a flush go to the members at once; their errors are handled as when
+ * the calls run one after the other. */
+START_TEST (test_parallel_member_writes_and_syncs_handle_errors)
+{
+  struct fixture fx;
+  fx_create (&fx, 3);
+  struct array *a = fx_assemble (&fx, NULL);
+  ck_assert_ptr_nonnull (a);
+  ck_assert_int_eq (array_start_daemon (a), 0);
+  static uint8_t buf[256 << 10], got[256 << 10];
+  fill (buf, sizeof buf, 77);
+  io_mem_stats (fx.mem[2])->fail_pwrite = -EIO;
+  ck_assert_int_eq (array_write (a, buf, sizeof buf, CHUNK), (ssize_t) sizeof buf);
+  ck_assert_int_eq (array_member_state (a, 2), MEMBER_FAULTY);
+  ck_assert_int_eq (array_member_state (a, 0), MEMBER_ACTIVE);
+  ck_assert_int_eq (array_member_state (a, 1), MEMBER_ACTIVE);
+  for (size_t i = 0; i < 2; i++) {
+    size_t len;
+    uint8_t *d = io_mem_data (fx.mem[i], &len);
+    ck_assert_mem_eq (d + CHUNK, buf, sizeof buf);
+  }
+  unsigned long s0 = io_mem_stats (fx.mem[0])->syncs;
+  io_mem_stats (fx.mem[1])->fail_fdatasync = -EIO;
+  ck_assert_int_eq (array_flush (a), 0);
+  ck_assert_uint_gt (io_mem_stats (fx.mem[0])->syncs, s0);
+  ck_assert_int_eq (array_member_state (a, 1), MEMBER_FAULTY);
+  ck_assert_int_eq (array_member_state (a, 0), MEMBER_ACTIVE);
+  ck_assert_int_eq (array_read (a, got, sizeof got, CHUNK), (ssize_t) sizeof got);
+  ck_assert_mem_eq (got, buf, sizeof buf);
+  io_mem_stats (fx.mem[0])->fail_fdatasync = -EIO;
+  /* The last member's error is the caller's. */
+  ck_assert_int_eq (array_flush (a), -EIO);
+  ck_assert_int_eq (array_member_state (a, 0), MEMBER_ACTIVE);
+  io_mem_stats (fx.mem[0])->fail_fdatasync = 0;
+  ck_assert_int_eq (array_close (a, true), 0);
+  fx_free (&fx);
+}
+END_TEST
+
 START_TEST (test_refused_mount_writes_nothing)
 {
   struct fixture fx, other;
@@ -613,6 +653,7 @@ array_suite (void)
   tcase_add_test (tc, test_resync_target_failing_keeps_its_bits);
   tcase_add_test (tc, test_stale_bitmap_that_cannot_be_rebuilt_still_copies_everything);
   tcase_add_test (tc, test_sequential_reads_stay_on_one_member_others_take_turns);
+  tcase_add_test (tc, test_parallel_member_writes_and_syncs_handle_errors);
   suite_add_tcase (s, tc);
   return s;
 }
