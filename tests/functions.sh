@@ -263,14 +263,20 @@ declare -A _loop_backing=() _loop_cleanup_id=()
 
 # attach_loop FILE [VAR]: attach FILE to a free loop device; its name goes
 # into VAR (default loop_dev).  Detached at exit.
+# LOOP_SIZELIMIT (bytes): expose only the first part of FILE.
+# LOOP_DIRECT_IO=1: the loop device reads and writes FILE with O_DIRECT
+# (losetup --direct-io=on), checked.
 attach_loop() {
-    local file=$1 var=${2:-loop_dev} dev
-    # LOOP_SIZELIMIT (bytes): expose only the first part of FILE.
-    dev=$(losetup -f --show ${LOOP_SIZELIMIT:+--sizelimit "$LOOP_SIZELIMIT"} "$file") ||
-        fail "losetup -f --show $file failed"
+    local file=$1 var=${2:-loop_dev} dev dio=()
+    [[ ${LOOP_DIRECT_IO:-0} == 1 ]] && dio=(--direct-io=on)
+    dev=$(losetup -f --show ${LOOP_SIZELIMIT:+--sizelimit "$LOOP_SIZELIMIT"} "${dio[@]}" "$file") ||
+        fail "losetup -f --show ${dio[*]} $file failed"
     _loop_backing[$dev]=$file
     cleanup_fn _detach_loop_cleanup "$dev"
     _loop_cleanup_id[$dev]=$CLEANUP_ID
+    if [[ ${#dio[@]} -gt 0 && $(losetup -n -O DIO "$dev" | tr -d ' ') != 1 ]]; then
+        fail "losetup --direct-io=on $file: $dev is not in direct-I/O mode"
+    fi
     printf -v "$var" '%s' "$dev"
 }
 

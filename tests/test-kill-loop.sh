@@ -13,7 +13,8 @@
 # Odd cycles drive the second half of the volume with fio (libaio,
 # O_DIRECT, iodepth 16, one random pass over 64 MiB at a bounded rate so
 # the kill lands inside the pass), even cycles ext4 on a loop device over
-# the first half.  KILL_CYCLES sets the number of cycles
+# the first half (every other one a loop device in direct-I/O mode, as
+# docs/ advise, the others buffered, as plain losetup).  KILL_CYCLES sets the number of cycles
 # (default 20).
 
 # shellcheck source=tests/functions.sh
@@ -114,7 +115,9 @@ for ((cycle = 1; cycle <= cycles; cycle++)); do
             sleep 0.05
         done
     else
-        attach_loop "$tmpdir/mnt/volume"
+        # Every other ext4 cycle with the loop device in direct-I/O mode.
+        LOOP_DIRECT_IO=$((cycle % 4 == 2 ? 1 : 0)) attach_loop "$tmpdir/mnt/volume"
+        info "cycle $cycle: ext4 writer on $loop_dev (direct I/O: $(losetup -n -O DIO "$loop_dev" | tr -d ' '))"
         mount_ext4 "$loop_dev" ext
         : >"$tmpdir/synced"
         writer_ext4 &
