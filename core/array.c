@@ -620,8 +620,6 @@ daemon_main (void *arg)
 int
 array_start_daemon (struct array *a)
 {
-  if (!a->bm)
-    return 0;
   /* After a daemonizing fork: threads do not survive one. */
   if (!a->fan && a->nslots > 1) {
     a->fan = fanout_new (a->nslots - 1);
@@ -629,6 +627,8 @@ array_start_daemon (struct array *a)
       log_warn ("cannot start member threads (%s): members are written one "
                 "after the other", strerror (errno));
   }
+  if (!a->bm)
+    return 0;
   int e = pthread_create (&a->daemon, NULL, daemon_main, a);
   if (e) {
     log_error ("cannot start the bitmap clearing thread: %s", strerror (e));

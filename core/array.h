@@ -61,7 +61,10 @@ int array_flush (struct array *a);
 
 /* One lazy clearing pass (normally run by the array's own thread). */
 int64_t array_clear_pass (struct array *a);
-/* Start/stop the thread that runs a clearing pass every daemon_sleep s. */
+/* Starts the array's threads: the one that runs a clearing pass every
+ * daemon_sleep s (with a bitmap), and the member threads that let a write
+ * or sync reach every member at once.  Call after any daemonizing fork;
+ * until then, members are written one after the other. */
 int array_start_daemon (struct array *a);
 
 /* Clean shutdown (SPEC §5) when CLEAN, then free.  Returns 0 or a negative
