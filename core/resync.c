@@ -118,6 +118,9 @@ array_resync (struct array *a, struct array_resync_stats *st)
     return -ENOMEM;
   }
 
+  bool bits_only = a->bm != NULL && !any_full_target (full_target, a->nslots);
+  for (uint32_t s = 0; s < a->nslots; s++)
+    bits_only &= !current_target[s];
   bool written[ASSEMBLE_MAX_SLOTS] = { 0 };
   uint64_t pending_first = 0, pending_bytes = 0;
   uint64_t from_chunk = a->resync_from == UINT64_MAX ? nchunks
@@ -130,6 +133,14 @@ array_resync (struct array *a, struct array_resync_stats *st)
        * the rest stays set, so the next mount resumes here. */
       r = -ECANCELED;
       break;
+    }
+    if (bits_only) {
+      /* Only dirty chunks are copied: skip the clean run to the next one
+       * (landing on its last clean chunk, so the checkpoint test below
+       * still sees the volume's last chunk). */
+      uint64_t next = bitmap_next_dirty (a->bm, c);
+      if (next > c)
+        c = next - 1;
     }
     bool dirty = a->bm && bitmap_test (a->bm, c);
     bool want[ASSEMBLE_MAX_SLOTS];
