@@ -420,6 +420,18 @@ array_read (struct array *a, void *buf, size_t len, uint64_t off)
   return r < 0 ? -EIO : (ssize_t) len;
 }
 
+int
+array_read_fd (struct array *a, uint64_t off, size_t len)
+{
+  uint32_t first = read_balance (a, off, len);
+  for (uint32_t k = 0; k < a->nslots; k++) {
+    uint32_t s = (first + k) % a->nslots;
+    if (state_of (a, s) == MEMBER_ACTIVE)
+      return io_posix_fd (a->m[s].io);
+  }
+  return -1;
+}
+
 /* One write or sync on several members at once (fanout_run). */
 struct member_io {
   struct array *a;

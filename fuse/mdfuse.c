@@ -18,6 +18,7 @@
 #include "core/log.h"
 #include "core/progress.h"
 #include "core/util.h"
+#include "fuse/aread.h"
 #include "fuse/mdfuse.h"
 
 #define OPT(t, p) { t, offsetof (struct mdfuse_config, p), 1 }
@@ -27,6 +28,7 @@ static const struct fuse_opt mdfuse_opts[] = {
   OPT ("degraded", degraded),
   OPT ("force", force),
   OPT ("bitmap_same_device", bitmap_same_device),
+  OPT ("nouring", nouring),
   FUSE_OPT_END
 };
 
@@ -54,7 +56,9 @@ usage (const char *prog)
           "    -o degraded            start even if a member is missing\n"
           "    -o force               accept a bitmap newer than every member\n"
           "    -o bitmap_same_device  allow the bitmap beside a member (tests "
-          "only)\n\n", prog);
+          "only)\n"
+          "    -o nouring             no io_uring reader: every read in its "
+          "FUSE thread\n\n", prog);
 }
 
 int
@@ -162,6 +166,8 @@ main (int argc, char **argv)
   stop_serving (se);
   if (array_start_daemon (mf.array) < 0)
     goto out_unmount;
+  if (!conf.nouring)
+    mf.aread = aread_start (mf.array);
   log_info ("%s: serving %s (%" PRIu64 " bytes)", opts.mountpoint,
             VOLUME_NAME, array_size (mf.array));
 
@@ -182,6 +188,9 @@ main (int argc, char **argv)
   rc = lr < 0 ? 1 : 0;
 
 out_unmount:
+  /* The reads taken are answered before the members close. */
+  aread_stop (mf.aread);
+  mf.aread = NULL;
   fuse_session_unmount (se);
 out_array:
   /* Every request has been answered: shut down cleanly (SPEC §5). */

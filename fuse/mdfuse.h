@@ -25,10 +25,14 @@ struct mdfuse_config {
   int degraded;
   int force;
   int bitmap_same_device;
+  int nouring;
 };
+
+struct aread;
 
 struct mdfuse {
   struct array *array;
+  struct aread *aread;          /* small reads through io_uring, or NULL */
   uid_t uid;
   gid_t gid;
   time_t mount_time;

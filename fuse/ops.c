@@ -15,6 +15,7 @@
 
 #include "core/array.h"
 #include "core/log.h"
+#include "fuse/aread.h"
 #include "fuse/mdfuse.h"
 
 
@@ -154,6 +155,14 @@ op_read (fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
   struct mdfuse *mf = fuse_req_userdata (req);
   if (size > MAX_WRITE)
     size = MAX_WRITE;
+  /* Small reads: queued to the reader thread, which replies. */
+  uint64_t vol = array_size (mf->array);
+  if (size <= AREAD_MAX && (uint64_t) off < vol) {
+    size_t len = (uint64_t) size < vol - (uint64_t) off ? size
+      : (size_t) (vol - (uint64_t) off);
+    if (aread_submit (mf->aread, req, len, (uint64_t) off))
+      return;
+  }
   void *read_buf = thread_read_buf ();
   if (!read_buf) {
     fuse_reply_err (req, ENOMEM);
