@@ -51,13 +51,13 @@ queue_remove (struct fanout *f, struct job *j)
     f->tail = prev;
 }
 
+/* Under fanout.lock. */
 static void
-finish (struct fanout *f, struct job *j)
+finish (struct job *j)
 {
   j->state = JOB_DONE;
   if (--j->group->left == 0)
     pthread_cond_signal (&j->group->done);
-  (void) f;
 }
 
 static void *
@@ -78,7 +78,7 @@ worker (void *arg)
     pthread_mutex_unlock (&f->lock);
     j->fn (j->arg, j->i);
     pthread_mutex_lock (&f->lock);
-    finish (f, j);
+    finish (j);
   }
   pthread_mutex_unlock (&f->lock);
   return NULL;
@@ -162,7 +162,7 @@ fanout_run (struct fanout *f, unsigned n, void (*fn) (void *arg, unsigned i),
     pthread_mutex_unlock (&f->lock);
     fn (arg, i);
     pthread_mutex_lock (&f->lock);
-    finish (f, j);
+    finish (j);
   }
   while (g.left > 0)
     pthread_cond_wait (&g.done, &f->lock);

@@ -76,14 +76,34 @@ ctx_release (struct aread *ar, struct aread_ctx *c)
   pthread_mutex_unlock (&ar->lock);
 }
 
-static void
-arm_wake (struct aread *ar)
+/* A free submission entry, submitting what waits if the queue is full;
+ * NULL only if even that leaves none. */
+static struct io_uring_sqe *
+get_sqe (struct aread *ar)
 {
   struct io_uring_sqe *sqe = io_uring_get_sqe (&ar->ring);
   if (!sqe) {
     io_uring_submit (&ar->ring);
     sqe = io_uring_get_sqe (&ar->ring);
   }
+  return sqe;
+}
+
+/* Wakes the reader from its wait in the ring (through the eventfd). */
+static void
+wake_reader (struct aread *ar)
+{
+  uint64_t one = 1;
+  ssize_t w;
+  do
+    w = write (ar->efd, &one, sizeof one);
+  while (w < 0 && errno == EINTR);
+}
+
+static void
+arm_wake (struct aread *ar)
+{
+  struct io_uring_sqe *sqe = get_sqe (ar);
   io_uring_prep_read (sqe, ar->efd, &ar->efd_value, sizeof ar->efd_value, 0);
   io_uring_sqe_set_data64 (sqe, WAKE_TAG);
 }
@@ -144,11 +164,7 @@ reader_main (void *arg)
 
     for (struct aread_ctx *c = list, *next; c; c = next) {
       next = c->next;
-      struct io_uring_sqe *sqe = io_uring_get_sqe (&ar->ring);
-      if (!sqe) {
-        io_uring_submit (&ar->ring);
-        sqe = io_uring_get_sqe (&ar->ring);
-      }
+      struct io_uring_sqe *sqe = get_sqe (ar);
       if (!sqe) {
         complete (ar, c, -EAGAIN);
         continue;
@@ -286,13 +302,8 @@ aread_submit (struct aread *ar, fuse_req_t req, size_t len, uint64_t off)
   wake = ar->waiting;
   ar->waiting = false;
   pthread_mutex_unlock (&ar->lock);
-  if (wake) {
-    uint64_t one = 1;
-    ssize_t w;
-    do
-      w = write (ar->efd, &one, sizeof one);
-    while (w < 0 && errno == EINTR);
-  }
+  if (wake)
+    wake_reader (ar);
   return true;
 }
 
@@ -306,12 +317,8 @@ aread_stop (struct aread *ar)
   while (ar->inflight > 0)
     pthread_cond_wait (&ar->drained, &ar->lock);
   pthread_mutex_unlock (&ar->lock);
-  /* Wake the reader (it may sleep in the ring) so it sees the stop. */
-  uint64_t one = 1;
-  ssize_t w;
-  do
-    w = write (ar->efd, &one, sizeof one);
-  while (w < 0 && errno == EINTR);
+  /* The reader may sleep in the ring: it must see the stop. */
+  wake_reader (ar);
   pthread_join (ar->thread, NULL);
   io_uring_queue_exit (&ar->ring);
   close (ar->efd);
