@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -63,6 +64,73 @@ sync_targets (struct array *a, const bool *written)
       return r;
   }
   return 0;
+}
+
+/* A checkpoint: make the copies of chunks [FIRST, END) durable on the
+ * members written, then clear their bits (or advance resync_offset).  It
+ * runs on its own thread while the next chunks are copied: a fdatasync
+ * makes durable everything written before it, and the bits go only after
+ * it returns, so a crash still resumes at or before the first chunk whose
+ * copy is not durable.  One checkpoint at a time, in order. */
+struct checkpoint
+{
+  struct array *a;
+  bool written[ASSEMBLE_MAX_SLOTS];
+  uint64_t first, end;          /* chunks */
+  uint64_t chunk;
+  bool last, any_behind;
+  bool running;
+  pthread_t thread;
+  int r;
+};
+
+static int
+checkpoint_run (struct checkpoint *k)
+{
+  struct array *a = k->a;
+  int r = sync_targets (a, k->written);
+  /* Bits go only while every slot is active: a missing, faulty or behind
+   * member may still need them (md's NEEDED). */
+  if (r == 0 && a->bm && !a->bitmap_gone && !k->any_behind && all_active (a))
+    r = bitmap_clear_range (a->bm, k->first, k->end - k->first);
+  if (r == 0 && !a->bm && a->resync_from != UINT64_MAX) {
+    pthread_mutex_lock (&a->sb_lock);
+    a->resync_offset = k->last ? SB_RESYNC_CLEAN : k->end * k->chunk / 512;
+    r = array_bump_events_locked (a);
+    pthread_mutex_unlock (&a->sb_lock);
+  }
+  return r;
+}
+
+static void *
+checkpoint_thread (void *arg)
+{
+  struct checkpoint *k = arg;
+  k->r = checkpoint_run (k);
+  return NULL;
+}
+
+/* Wait for the checkpoint in flight, if any; its result. */
+static int
+checkpoint_wait (struct checkpoint *k)
+{
+  if (!k->running)
+    return 0;
+  pthread_join (k->thread, NULL);
+  k->running = false;
+  return k->r;
+}
+
+/* Start the checkpoint K describes.  The last one (nothing left to overlap
+ * with), and one whose thread cannot start, run here. */
+static int
+checkpoint_start (struct checkpoint *k)
+{
+  if (!k->last && pthread_create (&k->thread, NULL, checkpoint_thread, k) == 0) {
+    k->running = true;
+    return 0;
+  }
+  return checkpoint_run (k);
 }
 
 static bool
@@ -123,6 +191,7 @@ array_resync (struct array *a, struct array_resync_stats *st)
     bits_only &= !current_target[s];
   bool written[ASSEMBLE_MAX_SLOTS] = { 0 };
   uint64_t pending_first = 0, pending_bytes = 0;
+  struct checkpoint ck = { .a = a, .chunk = chunk, .any_behind = any_behind };
   uint64_t from_chunk = a->resync_from == UINT64_MAX ? nchunks
     : a->resync_from * 512 / chunk;
   int r = 0;
@@ -204,23 +273,26 @@ array_resync (struct array *a, struct array_resync_stats *st)
     bool last = c + 1 == nchunks;
     if (r == 0 && (pending_bytes >= RESYNC_CHECKPOINT_BYTES || (last && pending_bytes))) {
       /* Checkpoint: the copies are durable before any bit is cleared or
-       * any resync_offset advanced, so a crash resumes from here. */
-      r = sync_targets (a, written);
-      memset (written, 0, sizeof written);
-      /* Bits go only while every slot is active: a missing, faulty or
-       * behind member may still need them (md's NEEDED). */
-      if (r == 0 && a->bm && !a->bitmap_gone && !any_behind && all_active (a))
-        r = bitmap_clear_range (a->bm, pending_first, c + 1 - pending_first);
-      if (r == 0 && !a->bm && a->resync_from != UINT64_MAX) {
-        pthread_mutex_lock (&a->sb_lock);
-        a->resync_offset = last ? SB_RESYNC_CLEAN : (c + 1) * chunk / 512;
-        r = array_bump_events_locked (a);
-        pthread_mutex_unlock (&a->sb_lock);
+       * any resync_offset advanced, so a crash resumes from here.  The
+       * previous one ends first: bits are cleared in order. */
+      r = checkpoint_wait (&ck);
+      if (r == 0) {
+        memcpy (ck.written, written, sizeof written);
+        ck.first = pending_first;
+        ck.end = c + 1;
+        ck.last = last;
+        r = checkpoint_start (&ck);
       }
+      memset (written, 0, sizeof written);
       pending_first = c + 1;
       pending_bytes = 0;
     }
   }
+  /* Stopped or failed: the checkpoint in flight still ends (durable, its
+   * bits cleared) before the resync returns. */
+  int rk = checkpoint_wait (&ck);
+  if (r == 0)
+    r = rk;
   free (buf);
   if (a->resync_progress)
     progress_end (a->resync_progress);
