@@ -5,8 +5,8 @@
 # A member on a file system that goes away: the member file is the `volume`
 # of an inner mdfuse, whose daemon is SIGKILLed (its FUSE connection aborts:
 # ENOTCONN, or ECONNABORTED for requests in flight).
-# 1. Read error: the dead member is slot 0; O_DIRECT reads (4 KiB ones,
-#    served through the io_uring reader, then large ones under load) all
+# 1. Read error: the dead member is slot 0; O_DIRECT reads (4 KiB ones by
+#    four readers, through the io_uring reader, then large ones) all
 #    return the right data (retried on the other member); the member is
 #    counted and marked faulty in the survivor's superblock.
 # 2. Write load: three writers write the outer volume while the inner daemon
@@ -204,11 +204,19 @@ src_sha=$(sha256_of "$work/src")
 ev0=$(sb_events "$r1")
 dev0=$(sb_dev_number "$inner_vol")
 kill_mdfuse_pid "$inner_pid"
-# 4 KiB reads first, alone: they go through the daemon's io_uring reader,
-# whose failed read must be served again from the other member.
-s=$(dd if="$omnt/volume" bs=4K iflag=direct status=none | sha256sum) ||
-    fail "4 KiB reads with a dead member failed"
+# 4 KiB reads first, four readers at once: the daemon's io_uring reader
+# takes them (a read alone is read in its FUSE thread), and a failed read
+# must be served again from the other member.
+q=$((vo / 4 / 4096))
+for i in 0 1 2 3; do
+    dd if="$omnt/volume" of="$work/part$i" bs=4K iflag=direct skip=$((i * q)) count=$q \
+        status=none &
+    bg_pids+=("$!")
+done
+wait_bg_jobs || fail "4 KiB reads with a dead member failed"
+s=$(cat "$work"/part{0,1,2,3} | sha256sum)
 [[ ${s%% *} == "$src_sha" ]] || fail "4 KiB reads with a dead member returned wrong data"
+rm -f "$work"/part{0,1,2,3}
 for w in 1 2; do
     (
         s=$(dd if="$omnt/volume" bs=$((w * 128))K iflag=direct status=none | sha256sum)
