@@ -404,14 +404,22 @@ read_balance (struct array *a, uint64_t off, size_t len)
   return s;
 }
 
+/* A read of [OFF, OFF+*LEN) cut at the volume's end; false if nothing
+ * is left of it. */
+static bool
+clamp_read (const struct array *a, uint64_t off, size_t *len)
+{
+  if (off >= a->volume_bytes)
+    return false;
+  if (*len > a->volume_bytes - off)
+    *len = (size_t) (a->volume_bytes - off);
+  return *len > 0;
+}
+
 ssize_t
 array_read (struct array *a, void *buf, size_t len, uint64_t off)
 {
-  if (off >= a->volume_bytes)
-    return 0;
-  if (len > a->volume_bytes - off)
-    len = (size_t) (a->volume_bytes - off);
-  if (len == 0)
+  if (!clamp_read (a, off, &len))
     return 0;
   uint32_t first = read_balance (a, off, len);
   int r = array_read_any (a, buf, len, off, first);
@@ -421,9 +429,11 @@ array_read (struct array *a, void *buf, size_t len, uint64_t off)
 }
 
 int
-array_read_fd (struct array *a, uint64_t off, size_t len)
+array_read_fd (struct array *a, uint64_t off, size_t *len)
 {
-  uint32_t first = read_balance (a, off, len);
+  if (!clamp_read (a, off, len))
+    return -1;
+  uint32_t first = read_balance (a, off, *len);
   for (uint32_t k = 0; k < a->nslots; k++) {
     uint32_t s = (first + k) % a->nslots;
     if (state_of (a, s) == MEMBER_ACTIVE)

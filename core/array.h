@@ -55,11 +55,12 @@ int array_resync (struct array *a, struct array_resync_stats *stats);
 /* I/O on the volume.  Return bytes transferred or a negative errno. */
 ssize_t array_read (struct array *a, void *buf, size_t len, uint64_t off);
 /* For a caller that reads the volume itself (asynchronously): the file
- * descriptor of the member to read [OFF, OFF+LEN) from, chosen as
- * array_read chooses, or -1 (no active member on a POSIX file).  If that
- * read fails or comes up short, the caller serves the request again
- * through array_read, which handles the member's error. */
-int array_read_fd (struct array *a, uint64_t off, size_t len);
+ * descriptor of the member to read [OFF, OFF+*LEN) from, chosen as
+ * array_read chooses, with *LEN cut at the volume's end as array_read cuts
+ * it; -1 when there is nothing to read or no active member on a POSIX
+ * file.  If that read fails or comes up short, the caller serves the
+ * request again through array_read, which handles the member's error. */
+int array_read_fd (struct array *a, uint64_t off, size_t *len);
 ssize_t array_write (struct array *a, const void *buf, size_t len,
                      uint64_t off);
 /* fdatasync every active member. */

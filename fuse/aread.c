@@ -103,25 +103,24 @@ wake_reader (struct aread *ar)
   while (w < 0 && errno == EINTR);
 }
 
-static void
+/* Queues the eventfd's read; false if the ring has no entry for it. */
+static bool
 arm_wake (struct aread *ar)
 {
   struct io_uring_sqe *sqe = get_sqe (ar);
+  if (!sqe)
+    return false;
   io_uring_prep_read (sqe, ar->efd, &ar->efd_value, sizeof ar->efd_value, 0);
   io_uring_sqe_set_data64 (sqe, WAKE_TAG);
+  return true;
 }
 
 /* A read came back: reply, or serve it again the synchronous way. */
 static void
 complete (struct aread *ar, struct aread_ctx *c, int res)
 {
-  if (res < 0 || (size_t) res != c->len) {
-    ssize_t r = array_read (ar->array, c->buf, c->len, c->off);
-    if (r < 0)
-      fuse_reply_err (c->req, (int) -r);
-    else
-      fuse_reply_buf (c->req, c->buf, (size_t) r);
-  }
+  if (res < 0 || (size_t) res != c->len)
+    reply_array_read (c->req, ar->array, c->buf, c->len, c->off);
   else
     fuse_reply_buf (c->req, c->buf, c->len);
   ctx_release (ar, c);
@@ -139,13 +138,14 @@ reader_main (void *arg)
    * the verdict: a ring that cannot even take the eventfd read is not
    * used at all. */
   int e = 0;
+  bool armed = false;           /* the eventfd's read is in the ring */
   if (ar->ring.flags & IORING_SETUP_R_DISABLED
       && syscall (__NR_io_uring_register, ar->ring.ring_fd,
                   IORING_REGISTER_ENABLE_RINGS, NULL, 0) < 0)
     e = -errno;     /* liburing 2.3 has no io_uring_enable_rings */
   if (e == 0) {
-    arm_wake (ar);
-    e = io_uring_submit (&ar->ring);
+    armed = arm_wake (ar);
+    e = armed ? io_uring_submit (&ar->ring) : -EBUSY;
     e = e < 0 ? e : 0;
   }
   pthread_mutex_lock (&ar->lock);
@@ -179,8 +179,10 @@ reader_main (void *arg)
 
     /* With nothing new to submit, sleep until a read completes or the
      * eventfd says one was queued; else submit and take what is done
-     * (with DEFER_TASKRUN, completions are posted only when asked). */
-    int r = list ? io_uring_submit_and_get_events (&ar->ring)
+     * (with DEFER_TASKRUN, completions are posted only when asked).
+     * Without the eventfd's read in the ring, nothing could wake the
+     * reader there: it looks again every millisecond instead. */
+    int r = list || !armed ? io_uring_submit_and_get_events (&ar->ring)
       : io_uring_submit_and_wait (&ar->ring, 1);
     if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY) {
       /* Not expected once the ring works: say so once, and try again
@@ -205,8 +207,12 @@ reader_main (void *arg)
       complete (ar, io_uring_cqe_get_data (cqe), cqe->res);
     }
     io_uring_cq_advance (&ar->ring, seen);
-    if (rearm)
-      arm_wake (ar);
+    if (rearm || !armed)
+      armed = arm_wake (ar);
+    if (!armed && !list) {
+      struct timespec ms = { 0, 1000000 };
+      nanosleep (&ms, NULL);
+    }
   }
   return NULL;
 }
@@ -269,9 +275,9 @@ aread_start (struct array *array)
 bool
 aread_submit (struct aread *ar, fuse_req_t req, size_t len, uint64_t off)
 {
-  if (!ar || len == 0 || len > AREAD_MAX)
+  if (!ar || len > AREAD_MAX)
     return false;
-  int fd = array_read_fd (ar->array, off, len);
+  int fd = array_read_fd (ar->array, off, &len);
   if (fd < 0)
     return false;
 

@@ -18,7 +18,7 @@ struct aread;
  * synchronous.  Call after any daemonizing fork. */
 struct aread *aread_start (struct array *array);
 /* Takes the read of [OFF, OFF+LEN) of the volume for REQ (LEN at most
- * AREAD_MAX, inside the volume) and replies to it later; false when it
+ * AREAD_MAX; cut at the volume's end) and replies to it; false when it
  * cannot, and the caller serves the read itself. */
 bool aread_submit (struct aread *ar, fuse_req_t req, size_t len, uint64_t off);
 /* Waits for every read taken to be answered, then ends the thread.  NULL

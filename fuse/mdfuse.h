@@ -48,6 +48,10 @@ struct mdfuse {
 
 /* ops.c: the FUSE operations on the mount point and `volume`. */
 extern const struct fuse_lowlevel_ops mdfuse_ops;
+/* Serves REQ's read of SIZE bytes at OFF by array_read into BUF (room for
+ * SIZE bytes), and replies with the data or the error. */
+void reply_array_read (fuse_req_t req, struct array *a, void *buf,
+                       size_t size, uint64_t off);
 
 /* control.c: the control channel, extended attributes on `volume`. */
 void op_getxattr (fuse_req_t req, fuse_ino_t ino, const char *name,

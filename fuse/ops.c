@@ -155,24 +155,26 @@ op_read (fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
   struct mdfuse *mf = fuse_req_userdata (req);
   if (size > MAX_WRITE)
     size = MAX_WRITE;
-  /* Small reads: queued to the reader thread, which replies. */
-  uint64_t vol = array_size (mf->array);
-  if (size <= AREAD_MAX && (uint64_t) off < vol) {
-    size_t len = (uint64_t) size < vol - (uint64_t) off ? size
-      : (size_t) (vol - (uint64_t) off);
-    if (aread_submit (mf->aread, req, len, (uint64_t) off))
-      return;
-  }
+  /* Small reads: taken by the reader, which replies. */
+  if (size <= AREAD_MAX && aread_submit (mf->aread, req, size, (uint64_t) off))
+    return;
   void *read_buf = thread_read_buf ();
   if (!read_buf) {
     fuse_reply_err (req, ENOMEM);
     return;
   }
-  ssize_t r = array_read (mf->array, read_buf, size, (uint64_t) off);
+  reply_array_read (req, mf->array, read_buf, size, (uint64_t) off);
+}
+
+void
+reply_array_read (fuse_req_t req, struct array *a, void *buf, size_t size,
+                  uint64_t off)
+{
+  ssize_t r = array_read (a, buf, size, off);
   if (r < 0)
     fuse_reply_err (req, (int) -r);
   else
-    fuse_reply_buf (req, read_buf, (size_t) r);
+    fuse_reply_buf (req, buf, (size_t) r);
 }
 
 static void
