@@ -470,6 +470,30 @@ bitmap_flush_count (struct bitmap *bm)
 
 /* ---- lazy clearing (SPEC §4) ---- */
 
+/* Chunk C's bit may go in the pass of PASS_EPOCH: nothing in flight, and
+ * its last write completed before the previous pass began (idle a full
+ * pass), so certainly before that pass's member sync begins. */
+static bool
+candidate_locked (const struct bitmap *bm, uint64_t c, uint32_t pass_epoch)
+{
+  return bm->inflight[c] == 0 && bm->last_done_epoch[c] + 2 <= pass_epoch;
+}
+
+static bool
+any_candidate_locked (const struct bitmap *bm, uint32_t pass_epoch)
+{
+  for (uint64_t c = 0; c < bm->nchunks; c++) {
+    uint8_t byte = bm->buf[bitmap_bit_byte (c)];
+    if (byte == 0 && c % 8 == 0) {
+      c += 7;
+      continue;
+    }
+    if ((byte & bitmap_bit_mask (c)) && candidate_locked (bm, c, pass_epoch))
+      return true;
+  }
+  return false;
+}
+
 int64_t
 bitmap_clear_pass (struct bitmap *bm, int (*sync_members) (void *arg),
                    void *arg)
@@ -484,6 +508,15 @@ bitmap_clear_pass (struct bitmap *bm, int (*sync_members) (void *arg),
    * by the member sync below.  The sync runs without the flusher role, so
    * writers setting new bits meanwhile are not held up by it. */
   uint32_t pass_epoch = ++bm->epoch;
+  /* With no bit idle a whole pass, the sync below would clear nothing: it
+   * is skipped (under steady writes all over the volume, a member sync
+   * every pass would only hold the writers up).  A write that completes
+   * from now on carries the new epoch, so no candidate can appear while
+   * the lock is down: this test sees every bit the loop below would. */
+  if (!any_candidate_locked (bm, pass_epoch)) {
+    pthread_mutex_unlock (&bm->lock);
+    return 0;
+  }
   pthread_mutex_unlock (&bm->lock);
 
   int r = sync_members (arg);
@@ -512,10 +545,7 @@ bitmap_clear_pass (struct bitmap *bm, int (*sync_members) (void *arg),
     }
     if (!(*byte & bitmap_bit_mask (c)))
       continue;
-    /* A candidate: nothing in flight, and its last write completed before
-     * the previous pass began (idle a full pass), so certainly before the
-     * member sync above began. */
-    if (bm->inflight[c] == 0 && bm->last_done_epoch[c] + 2 <= pass_epoch) {
+    if (candidate_locked (bm, c, pass_epoch)) {
       *byte &= (uint8_t) ~bitmap_bit_mask (c);
       bm->dirty--;
       mark_page_changed (bm, page_of_chunk (c));

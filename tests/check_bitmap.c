@@ -829,6 +829,41 @@ START_TEST (test_written_chunk_survives_the_first_pass_after_its_write)
 }
 END_TEST
 
+START_TEST (test_pass_with_nothing_to_clear_does_not_sync_the_members)
+{
+  struct io_file *io;
+  struct bitmap *bm = bm_make (&io, 16 * C64K, C64K);
+  int calls = 0;
+  /* A write in flight on chunk 7 through every pass, and chunk 2 written
+   * again before each (steady writes): nothing is ever idle a whole pass,
+   * so no pass syncs the members. */
+  ck_assert_int_eq (bitmap_start_write (bm, 7 * C64K, 4096), 0);
+  for (int pass = 0; pass < 4; pass++) {
+    ck_assert_int_eq (bitmap_start_write (bm, 2 * C64K, 4096), 0);
+    bitmap_end_write (bm, 2 * C64K, 4096);
+    ck_assert_int_eq (bitmap_clear_pass (bm, sync_ok, &calls), 0);
+    ck_assert_int_eq (calls, 0);
+    ck_assert (bitmap_test (bm, 2));
+    ck_assert (bitmap_test (bm, 7));
+  }
+  bitmap_end_write (bm, 7 * C64K, 4096);
+  /* Left alone: chunk 2 is idle a whole pass at the next one, which syncs
+   * once and clears it; chunk 7, just completed, waits one more pass. */
+  ck_assert_int_eq (bitmap_clear_pass (bm, sync_ok, &calls), 1);
+  ck_assert_int_eq (calls, 1);
+  ck_assert (!bitmap_test (bm, 2));
+  ck_assert (!file_bit (io, 2));
+  ck_assert (bitmap_test (bm, 7));
+  ck_assert_int_eq (bitmap_clear_pass (bm, sync_ok, &calls), 1);
+  ck_assert_int_eq (calls, 2);
+  ck_assert_uint_eq (bitmap_dirty_count (bm), 0);
+  /* Nothing dirty: no sync. */
+  ck_assert_int_eq (bitmap_clear_pass (bm, sync_ok, &calls), 0);
+  ck_assert_int_eq (calls, 2);
+  bm_done (bm, io);
+}
+END_TEST
+
 START_TEST (test_clear_pass_makes_events_cleared_durable_before_the_cleared_page)
 {
   struct io_file *io;
@@ -1142,6 +1177,7 @@ bitmap_suite (void)
   tcase_add_test (tc, test_chunk_with_a_write_in_flight_is_not_cleared);
   tcase_add_test (tc, test_completed_chunk_is_cleared_only_after_a_whole_idle_pass);
   tcase_add_test (tc, test_written_chunk_survives_the_first_pass_after_its_write);
+  tcase_add_test (tc, test_pass_with_nothing_to_clear_does_not_sync_the_members);
   tcase_add_test (tc, test_clear_pass_makes_events_cleared_durable_before_the_cleared_page);
   tcase_add_test (tc, test_members_are_synced_before_anything_is_cleared);
   tcase_add_test (tc, test_failing_member_sync_clears_nothing);
