@@ -5,6 +5,7 @@
 #include <config.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -210,6 +211,15 @@ array_resync (struct array *a, struct array_resync_stats *st)
       uint64_t next = bitmap_next_dirty (a->bm, c);
       if (next > c)
         c = next - 1;
+    }
+    if (bits_only) {
+      /* The chunks to copy are scattered: ask for the next one's data now,
+       * so that its read overlaps this chunk's copy. */
+      uint64_t after = bitmap_next_dirty (a->bm, c + 1);
+      int fd = io_posix_fd (a->m[a->reference].io);
+      if (after < nchunks && fd >= 0)
+        posix_fadvise (fd, (off_t) (after * chunk), (off_t) chunk,
+                       POSIX_FADV_WILLNEED);
     }
     bool dirty = a->bm && bitmap_test (a->bm, c);
     bool want[ASSEMBLE_MAX_SLOTS];
