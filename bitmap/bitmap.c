@@ -414,10 +414,10 @@ bitmap_test (struct bitmap *bm, uint64_t chunk)
   return set;
 }
 
-uint64_t
-bitmap_next_dirty (struct bitmap *bm, uint64_t from)
+/* The first set bit at or after FROM, or nchunks. */
+static uint64_t
+next_set_locked (const struct bitmap *bm, uint64_t from)
 {
-  pthread_mutex_lock (&bm->lock);
   uint64_t c = from;
   while (c < bm->nchunks) {
     uint8_t byte = bm->buf[bitmap_bit_byte (c)];
@@ -429,8 +429,16 @@ bitmap_next_dirty (struct bitmap *bm, uint64_t from)
       break;
     c++;
   }
-  pthread_mutex_unlock (&bm->lock);
   return c < bm->nchunks ? c : bm->nchunks;
+}
+
+uint64_t
+bitmap_next_dirty (struct bitmap *bm, uint64_t from)
+{
+  pthread_mutex_lock (&bm->lock);
+  uint64_t c = next_set_locked (bm, from);
+  pthread_mutex_unlock (&bm->lock);
+  return c;
 }
 
 uint64_t
@@ -482,15 +490,10 @@ candidate_locked (const struct bitmap *bm, uint64_t c, uint32_t pass_epoch)
 static bool
 any_candidate_locked (const struct bitmap *bm, uint32_t pass_epoch)
 {
-  for (uint64_t c = 0; c < bm->nchunks; c++) {
-    uint8_t byte = bm->buf[bitmap_bit_byte (c)];
-    if (byte == 0 && c % 8 == 0) {
-      c += 7;
-      continue;
-    }
-    if ((byte & bitmap_bit_mask (c)) && candidate_locked (bm, c, pass_epoch))
+  for (uint64_t c = next_set_locked (bm, 0); c < bm->nchunks;
+       c = next_set_locked (bm, c + 1))
+    if (candidate_locked (bm, c, pass_epoch))
       return true;
-  }
   return false;
 }
 
@@ -537,16 +540,10 @@ bitmap_clear_pass (struct bitmap *bm, int (*sync_members) (void *arg),
     pthread_mutex_unlock (&bm->lock);
     return failed;
   }
-  for (uint64_t c = 0; c < bm->nchunks; c++) {
-    uint8_t *byte = &bm->buf[bitmap_bit_byte (c)];
-    if (*byte == 0 && c % 8 == 0) {
-      c += 7;
-      continue;
-    }
-    if (!(*byte & bitmap_bit_mask (c)))
-      continue;
+  for (uint64_t c = next_set_locked (bm, 0); c < bm->nchunks;
+       c = next_set_locked (bm, c + 1)) {
     if (candidate_locked (bm, c, pass_epoch)) {
-      *byte &= (uint8_t) ~bitmap_bit_mask (c);
+      bm->buf[bitmap_bit_byte (c)] &= (uint8_t) ~bitmap_bit_mask (c);
       bm->dirty--;
       mark_page_changed (bm, page_of_chunk (c));
       cleared++;
