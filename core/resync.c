@@ -192,6 +192,7 @@ array_resync (struct array *a, struct array_resync_stats *st)
     bits_only &= !current_target[s];
   bool written[ASSEMBLE_MAX_SLOTS] = { 0 };
   uint64_t pending_first = 0, pending_bytes = 0;
+  uint64_t ahead = 0;           /* bits_only: the first dirty chunk after c */
   struct checkpoint ck = { .a = a, .chunk = chunk, .any_behind = any_behind };
   uint64_t from_chunk = a->resync_from == UINT64_MAX ? nchunks
     : a->resync_from * 512 / chunk;
@@ -207,18 +208,18 @@ array_resync (struct array *a, struct array_resync_stats *st)
     if (bits_only) {
       /* Only dirty chunks are copied: skip the clean run to the next one
        * (landing on its last clean chunk, so the checkpoint test below
-       * still sees the volume's last chunk). */
-      uint64_t next = bitmap_next_dirty (a->bm, c);
+       * still sees the volume's last chunk).  The turn before found it
+       * already, unless this is the first. */
+      uint64_t next = c > 0 ? ahead : bitmap_next_dirty (a->bm, c);
       if (next > c)
         c = next - 1;
-    }
-    if (bits_only) {
       /* The chunks to copy are scattered: ask for the next one's data now,
-       * so that its read overlaps this chunk's copy. */
-      uint64_t after = bitmap_next_dirty (a->bm, c + 1);
+       * so that its read overlaps this chunk's copy.  (Only chunks before
+       * this one are cleared meanwhile, by the checkpoints.) */
+      ahead = bitmap_next_dirty (a->bm, c + 1);
       int fd = io_posix_fd (a->m[a->reference].io);
-      if (after < nchunks && fd >= 0)
-        posix_fadvise (fd, (off_t) (after * chunk), (off_t) chunk,
+      if (ahead < nchunks && fd >= 0)
+        posix_fadvise (fd, (off_t) (ahead * chunk), (off_t) chunk,
                        POSIX_FADV_WILLNEED);
     }
     bool dirty = a->bm && bitmap_test (a->bm, c);
