@@ -115,6 +115,13 @@ arm_wake (struct aread *ar)
   return true;
 }
 
+static void
+pause_1ms (void)
+{
+  struct timespec ms = { 0, 1000000 };
+  nanosleep (&ms, NULL);
+}
+
 /* A read came back: reply, or serve it again the synchronous way. */
 static void
 complete (struct aread *ar, struct aread_ctx *c, int res)
@@ -190,8 +197,7 @@ reader_main (void *arg)
       if (!complained)
         log_warn ("reader: io_uring_enter: %s; retrying", strerror (-r));
       complained = true;
-      struct timespec ms = { 0, 1000000 };
-      nanosleep (&ms, NULL);
+      pause_1ms ();
     }
 
     struct io_uring_cqe *cqe;
@@ -209,10 +215,8 @@ reader_main (void *arg)
     io_uring_cq_advance (&ar->ring, seen);
     if (rearm || !armed)
       armed = arm_wake (ar);
-    if (!armed && !list) {
-      struct timespec ms = { 0, 1000000 };
-      nanosleep (&ms, NULL);
-    }
+    if (!armed && !list)
+      pause_1ms ();
   }
   return NULL;
 }
