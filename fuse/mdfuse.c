@@ -18,7 +18,7 @@
 #include "core/log.h"
 #include "core/progress.h"
 #include "core/util.h"
-#include "fuse/aread.h"
+#include "fuse/loop.h"
 #include "fuse/mdfuse.h"
 
 #define OPT(t, p) { t, offsetof (struct mdfuse_config, p), 1 }
@@ -57,8 +57,8 @@ usage (const char *prog)
           "    -o force               accept a bitmap newer than every member\n"
           "    -o bitmap_same_device  allow the bitmap beside a member (tests "
           "only)\n"
-          "    -o nouring             no io_uring reader: every read in its "
-          "FUSE thread\n\n", prog);
+          "    -o nouring             libfuse's loop, no io_uring: every "
+          "read in a FUSE thread\n\n", prog);
 }
 
 int
@@ -163,34 +163,42 @@ main (int argc, char **argv)
   /* After daemonizing: a fork keeps no threads. */
   if (!opts.foreground && stop_start_watcher () < 0)
     goto out_unmount;
-  stop_serving (se);
   if (array_start_daemon (mf.array) < 0)
     goto out_unmount;
-  if (!conf.nouring)
-    mf.aread = aread_start (mf.array);
+  /* The session loop (loop.c), or libfuse's with -o nouring or -s. */
+  if (!conf.nouring && !opts.singlethread)
+    mf.loop = loop_new (se, mf.array, opts.max_threads ? opts.max_threads
+                        : 10);
+  stop_serving (se);
   log_info ("%s: serving %s (%" PRIu64 " bytes)", opts.mountpoint,
             VOLUME_NAME, array_size (mf.array));
 
-  struct fuse_loop_config *lc = fuse_loop_cfg_create ();
   int lr;
-  if (lc) {
-    fuse_loop_cfg_set_clone_fd (lc, opts.clone_fd);
-    fuse_loop_cfg_set_max_threads (lc, opts.max_threads);
-    fuse_loop_cfg_set_idle_threads (lc, opts.max_idle_threads == UINT_MAX
-                                    ? 8 : opts.max_idle_threads);
-    lr = opts.singlethread ? fuse_session_loop (se)
-      : fuse_session_loop_mt (se, lc);
-    fuse_loop_cfg_destroy (lc);
+  if (mf.loop)
+    lr = loop_run (mf.loop);
+  else {
+    struct fuse_loop_config *lc = fuse_loop_cfg_create ();
+    if (lc) {
+      fuse_loop_cfg_set_clone_fd (lc, opts.clone_fd);
+      fuse_loop_cfg_set_max_threads (lc, opts.max_threads);
+      fuse_loop_cfg_set_idle_threads (lc, opts.max_idle_threads == UINT_MAX
+                                      ? 8 : opts.max_idle_threads);
+      lr = opts.singlethread ? fuse_session_loop (se)
+        : fuse_session_loop_mt (se, lc);
+      fuse_loop_cfg_destroy (lc);
+    }
+    else
+      lr = fuse_session_loop (se);
   }
-  else
-    lr = fuse_session_loop (se);
   /* An unmount or a stop: both end the loop normally. */
   rc = lr < 0 ? 1 : 0;
 
 out_unmount:
-  /* The reads taken are answered before the members close. */
-  aread_stop (mf.aread);
-  mf.aread = NULL;
+  /* The stop watcher leaves the loop alone from here on; the loop's
+   * workers finish what they hold before the members close. */
+  stop_close ();
+  loop_free (mf.loop);
+  mf.loop = NULL;
   fuse_session_unmount (se);
 out_array:
   /* Every request has been answered: shut down cleanly (SPEC §5). */

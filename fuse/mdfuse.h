@@ -28,11 +28,12 @@ struct mdfuse_config {
   int nouring;
 };
 
-struct aread;
+struct loop;
 
 struct mdfuse {
   struct array *array;
-  struct aread *aread;          /* small reads through io_uring, or NULL */
+  struct loop *loop;            /* the session loop (loop.c), or NULL:
+                                   libfuse's own */
   uid_t uid;
   gid_t gid;
   time_t mount_time;
@@ -48,11 +49,6 @@ struct mdfuse {
 
 /* ops.c: the FUSE operations on the mount point and `volume`. */
 extern const struct fuse_lowlevel_ops mdfuse_ops;
-/* Serves REQ's read of SIZE bytes at OFF by array_read into BUF (room for
- * SIZE bytes), and replies with the data or the error. */
-void reply_array_read (fuse_req_t req, struct array *a, void *buf,
-                       size_t size, uint64_t off);
-
 /* control.c: the control channel, extended attributes on `volume`. */
 void op_getxattr (fuse_req_t req, fuse_ino_t ino, const char *name,
                   size_t size);

@@ -15,7 +15,6 @@
 
 #include "core/array.h"
 #include "core/log.h"
-#include "fuse/aread.h"
 #include "fuse/mdfuse.h"
 
 
@@ -125,7 +124,7 @@ op_open (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 /* One read buffer per FUSE thread, kept: a fresh 1 MiB allocation per
  * request would leave glibc arenas holding tens of MiB.  Freed when the
- * thread ends (libfuse ends idle worker threads). */
+ * thread ends. */
 static pthread_key_t read_buf_key;
 static pthread_once_t read_buf_once = PTHREAD_ONCE_INIT;
 
@@ -155,26 +154,18 @@ op_read (fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
   struct mdfuse *mf = fuse_req_userdata (req);
   if (size > MAX_WRITE)
     size = MAX_WRITE;
-  /* Small reads: taken by the reader, which replies. */
-  if (size <= AREAD_MAX && aread_submit (mf->aread, req, size, (uint64_t) off))
-    return;
+  /* The session loop serves small reads itself (loop.c): here come the
+   * large ones, and every read under libfuse's loop. */
   void *read_buf = thread_read_buf ();
   if (!read_buf) {
     fuse_reply_err (req, ENOMEM);
     return;
   }
-  reply_array_read (req, mf->array, read_buf, size, (uint64_t) off);
-}
-
-void
-reply_array_read (fuse_req_t req, struct array *a, void *buf, size_t size,
-                  uint64_t off)
-{
-  ssize_t r = array_read (a, buf, size, off);
+  ssize_t r = array_read (mf->array, read_buf, size, (uint64_t) off);
   if (r < 0)
     fuse_reply_err (req, (int) -r);
   else
-    fuse_reply_buf (req, buf, (size_t) r);
+    fuse_reply_buf (req, read_buf, (size_t) r);
 }
 
 static void

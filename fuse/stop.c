@@ -11,10 +11,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/array.h"
 #include "core/log.h"
+#include "fuse/loop.h"
 #include "fuse/mdfuse.h"
 
 /* Stopping.
@@ -51,6 +53,24 @@ on_wake_signal (int sig)
   (void) sig;                   /* only interrupts the main thread's wait */
 }
 
+/* The loop must see the exit: it waits in read() on /dev/fuse or in its
+ * ring, and the signal interrupts that wait only if the loop is already
+ * in it.  So it is woken again every 20 ms until main says it is shutting
+ * down.  Called with stop_lock held; returns with it released. */
+static void
+wake_main_until_closing (void)
+{
+  while (!stop_closing) {
+    loop_wake (stop_mf->loop);
+    pthread_kill (main_thread, SIGUSR2);
+    pthread_mutex_unlock (&stop_lock);
+    struct timespec ts = { 0, 20 * 1000 * 1000 };
+    nanosleep (&ts, NULL);
+    pthread_mutex_lock (&stop_lock);
+  }
+  pthread_mutex_unlock (&stop_lock);
+}
+
 static void *
 stop_watcher (void *arg)
 {
@@ -79,7 +99,8 @@ stop_watcher (void *arg)
       else {
         __atomic_store_n (&stop_requested, 1, __ATOMIC_RELEASE);
         fuse_session_exit (se);
-        pthread_kill (main_thread, SIGUSR2);
+        wake_main_until_closing ();
+        continue;
       }
     }
     pthread_mutex_unlock (&stop_lock);

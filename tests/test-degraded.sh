@@ -6,7 +6,7 @@
 # of an inner mdfuse, whose daemon is SIGKILLed (its FUSE connection aborts:
 # ENOTCONN, or ECONNABORTED for requests in flight).
 # 1. Read error: the dead member is slot 0; O_DIRECT reads (4 KiB ones by
-#    four readers, through the io_uring reader, then large ones) all
+#    four readers, through the daemon's io_uring, then large ones) all
 #    return the right data (retried on the other member); the member is
 #    counted and marked faulty in the survivor's superblock.
 # 2. Write load: three writers write the outer volume while the inner daemon
@@ -204,9 +204,9 @@ src_sha=$(sha256_of "$work/src")
 ev0=$(sb_events "$r1")
 dev0=$(sb_dev_number "$inner_vol")
 kill_mdfuse_pid "$inner_pid"
-# 4 KiB reads first, four readers at once: the daemon's io_uring reader
-# takes them (a read alone is read in its FUSE thread), and a failed read
-# must be served again from the other member.
+# 4 KiB reads first, four readers at once: the daemon's io_uring takes
+# them, many at a time, and a failed read must be served again from the
+# other member; then large reads, which go through the ring as well.
 q=$((vo / 4 / 4096))
 for i in 0 1 2 3; do
     dd if="$omnt/volume" of="$work/part$i" bs=4K iflag=direct skip=$((i * q)) count=$q \

@@ -104,8 +104,8 @@ e2fsck -fn "$m0" >"$tmpdir/fsck.m0" 2>&1 || {
     fail "e2fsck -fn on member $m0 (the volume at offset 0) is not clean"
 }
 
-# This mount serves every read in its FUSE thread (-o nouring): the reads
-# above went through the io_uring reader.
+# This mount is served by libfuse's loop (-o nouring): the requests above
+# went through mdfuse's own loop and its io_uring.
 info "remount (-o nouring): nothing to resync, files intact"
 start_mdfuse -o "nouring,bitmap=$bm" "$m0:$m1" "$mnt"
 x_y=$(resync_counts "$MDFUSE_LOG")
