@@ -154,8 +154,8 @@ op_read (fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
   struct mdfuse *mf = fuse_req_userdata (req);
   if (size > MAX_WRITE)
     size = MAX_WRITE;
-  /* The session loop serves small reads itself (loop.c): here come the
-   * large ones, and every read under libfuse's loop. */
+  /* The session loop serves reads in its ring (loop.c): here come those
+   * it has no room for, and every read under libfuse's loop. */
   void *read_buf = thread_read_buf ();
   if (!read_buf) {
     fuse_reply_err (req, ENOMEM);
