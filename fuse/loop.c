@@ -71,10 +71,7 @@ enum {
 #define RING_SPIN_WHEN_NS (250 * 1000L)
 
 /* How long the dispatcher looks for a request before it sleeps. */
-#define SPIN_NS (SPIN_US * 1000L)
-#ifndef SPIN_US
-#define SPIN_US 50
-#endif
+#define SPIN_NS (50 * 1000L)
 
 /* The user_data of the two entries that are not reads (a read's is its
  * struct ring_read, never this small). */
@@ -487,6 +484,14 @@ set_nonblocking (struct loop *lp, bool on)
     lp->nonblocking = on;
 }
 
+static uint64_t
+now_ns (void)
+{
+  struct timespec t;
+  clock_gettime (CLOCK_MONOTONIC, &t);
+  return (uint64_t) t.tv_sec * 1000000000u + (uint64_t) t.tv_nsec;
+}
+
 /* Before going to sleep in read(), looks for a request for a little
  * while.  Requests that come one at a time (a plain loop device, a
  * program reading at queue depth 1) follow each other closely, and waking
@@ -496,15 +501,12 @@ set_nonblocking (struct loop *lp, bool on)
 static bool
 spin_for_request (struct loop *lp)
 {
-  struct timespec t0, t;
-  clock_gettime (CLOCK_MONOTONIC, &t0);
+  uint64_t t0 = now_ns ();
   do {
     struct pollfd pfd = { .fd = lp->fd, .events = POLLIN };
     if (poll (&pfd, 1, 0) > 0)
       return true;
-    clock_gettime (CLOCK_MONOTONIC, &t);
-  } while ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec)
-           < SPIN_NS);
+  } while (now_ns () - t0 < SPIN_NS);
   return false;
 }
 
@@ -609,14 +611,6 @@ reap (struct loop *lp)
   io_uring_cq_advance (&lp->ring, seen);
 }
 
-static uint64_t
-now_ns (void)
-{
-  struct timespec t;
-  clock_gettime (CLOCK_MONOTONIC, &t);
-  return (uint64_t) t.tv_sec * 1000000000u + (uint64_t) t.tv_nsec;
-}
-
 /* Submits what is queued and waits for a completion.  With reads in
  * flight, and completions that have been coming quickly, it polls the ring
  * for a while before it sleeps: a thread put to sleep on an idle CPU is
@@ -645,6 +639,14 @@ done:;
   return r;
 }
 
+/* Nothing in the ring or queued for it, and a buffer to receive into:
+ * only a request can come next. */
+static bool
+ring_idle (struct loop *lp)
+{
+  return lp->reads_busy == 0 && lp->cur && !io_uring_sq_ready (&lp->ring);
+}
+
 int
 loop_run (struct loop *lp)
 {
@@ -654,14 +656,11 @@ loop_run (struct loop *lp)
      * when requests come one at a time (a plain loop device, a reader at
      * queue depth 1).  The ring's poll may still be armed: it only makes
      * the next receive try a read. */
-    bool idle = lp->reads_busy == 0 && !lp->readable && lp->cur
-      && !io_uring_sq_ready (&lp->ring);
-    receive (lp, idle);
+    receive (lp, ring_idle (lp) && !lp->readable);
     bool exiting = fuse_session_exited (lp->se);
     if (exiting && lp->reads_busy == 0)
       break;
-    if (lp->reads_busy == 0 && lp->cur && !exiting
-        && !io_uring_sq_ready (&lp->ring))
+    if (ring_idle (lp) && !exiting)
       continue;                 /* nothing for the ring to wait on */
     /* receive() stopped for want of a request, a free read or a buffer:
      * each comes as a completion. */
