@@ -35,8 +35,26 @@ build_sb (struct array *a, uint32_t slot, struct md_sb *sb)
       : SB_ROLE_FAULTY;
 }
 
-static int mark_faulty_locked (struct array *a, uint32_t slot, int err,
-                               const char *what);
+static int bitmap_abandon_locked (struct array *a);
+
+/* Write SB on member SLOT under its sync lock: the superblock's fdatasync
+ * may be the one that learns of a lost data write, and then no other
+ * caller may count the member as synced (SPEC §8).  A member that has
+ * already lost a write gets no superblock: it fails like this one. */
+static int
+write_member_sb (struct array *a, uint32_t slot, const struct md_sb *sb)
+{
+  struct array_member *m = &a->m[slot];
+  pthread_mutex_lock (&m->sync_lock);
+  int r = m->sync_err;
+  if (r == 0) {
+    r = member_write_sb (m->io, sb);
+    if (r < 0)
+      m->sync_err = r;
+  }
+  pthread_mutex_unlock (&m->sync_lock);
+  return r;
+}
 
 /* Bump events and write every active member's superblock, then the bitmap
  * header with the same events (SPEC §1: a crash between them only makes
@@ -56,7 +74,7 @@ array_bump_events_locked (struct array *a)
           continue;
         struct md_sb sb;
         build_sb (a, s, &sb);
-        int r = member_write_sb (a->m[s].io, &sb);
+        int r = write_member_sb (a, s, &sb);
         if (r < 0) {
           failed = (int) s;
           err = r;
@@ -79,83 +97,132 @@ array_bump_events_locked (struct array *a)
     if (a->bm)
       bitmap_allow_clearing (a->bm, false);
   }
-  for (uint32_t s = 0; s < a->nslots; s++)
+  /* Every survivor now says what each slot is: writes and syncs held for
+   * a slot's faulty marking may reply. */
+  for (uint32_t s = 0; s < a->nslots; s++) {
     a->m[s].just_recovered = false;
+    __atomic_store_n (&a->m[s].out_on_disk, state_of (a, s) != MEMBER_ACTIVE,
+                      __ATOMIC_RELEASE);
+  }
 
   if (a->bm && !a->bitmap_gone) {
     bitmap_set_events (a->bm, a->events);
     if (bitmap_write_header (a->bm) < 0) {
-      /* The header on disk now has older events than the members: the
-       * bitmap is stale by the events rule.  Stop using it. */
-      a->bitmap_gone = true;
-      __atomic_store_n (&a->bitmap_skip, 1, __ATOMIC_RELEASE);
+      /* The header may be on disk with these very events: a failed
+       * fdatasync says nothing of whether its pwrite landed.  Then it would
+       * look current at the next mount, with bits that no longer cover
+       * the writes made without it.  The members go past it first. */
+      return bitmap_abandon_locked (a);
     }
   }
   return 0;
 }
 
+/* The bitmap file failed.  Before any member write goes on without it,
+ * the members' events are bumped, durably, past any events its header
+ * can carry on disk: the next mount finds it stale by the events rule
+ * even if no STALE flag could be written (SPEC §6, §8).  Until that bump
+ * is durable writers may not skip the bitmap (they fail and retry it).
+ * Called with sb_lock held; 0 or a negative errno. */
 static int
-mark_faulty_locked (struct array *a, uint32_t slot, int err, const char *what)
+bitmap_abandon_locked (struct array *a)
 {
-  if (state_of (a, slot) != MEMBER_ACTIVE)
+  if (__atomic_load_n (&a->bitmap_skip, __ATOMIC_ACQUIRE))
     return 0;
-  set_state (a, slot, MEMBER_FAULTY);
-  if (a->bm)
-    bitmap_allow_clearing (a->bm, false);
-  log_error ("%s: %s failed: %s; member marked faulty, the volume goes on "
-             "degraded", a->m[slot].io->name, what, strerror (-err));
-  /* Not durable if no survivor's superblock could be written: then the
-   * caller must not answer as if all were well. */
-  return array_bump_events_locked (a);
+  a->bitmap_gone = true;        /* the bump below writes no header */
+  int r = array_bump_events_locked (a);
+  if (r == 0) {
+    __atomic_store_n (&a->bitmap_skip, 1, __ATOMIC_RELEASE);
+    log_warn ("%s: the volume goes on without its bitmap (members at "
+              "events %" PRIu64 "); the next mount resyncs everything",
+              a->bitmap_io->name, a->events);
+  }
+  return r;
 }
 
-/* A member failed an I/O.  Mark it faulty, durably, before returning
- * (SPEC §6), unless it is the last active member: then the error is the
- * caller's to report.  Returns 0 when the member was (or already is)
- * out of the array, or ERR when it was the last one. */
 int
-array_member_failed (struct array *a, uint32_t slot, int err, const char *what)
+array_bitmap_failed (struct array *a)
 {
   pthread_mutex_lock (&a->sb_lock);
-  if (strcmp (what, "read") != 0)
+  int r = bitmap_abandon_locked (a);
+  pthread_mutex_unlock (&a->sb_lock);
+  return r;
+}
+
+static const char *const member_io_name[] = {
+  [MEMBER_IO_READ] = "read",
+  [MEMBER_IO_WRITE] = "write",
+  [MEMBER_IO_SYNC] = "fdatasync",
+  [MEMBER_IO_RESYNC_WRITE] = "resync write",
+  [MEMBER_IO_RECOVERY_WRITE] = "recovery write",
+  [MEMBER_IO_CHECK_READ] = "check read",
+  [MEMBER_IO_REPAIR_WRITE] = "repair write",
+};
+
+static bool
+member_io_is_read (enum member_io what)
+{
+  return what == MEMBER_IO_READ || what == MEMBER_IO_CHECK_READ;
+}
+
+/* SLOT is out of the array in memory: make that durable if the bump that
+ * marked it did not.  Called with sb_lock held; 0 or -EIO. */
+static int
+out_on_disk_locked (struct array *a, uint32_t slot)
+{
+  if (state_of (a, slot) == MEMBER_ACTIVE)
+    return 0;                   /* re-added and recovered meanwhile */
+  if (!__atomic_load_n (&a->m[slot].out_on_disk, __ATOMIC_ACQUIRE))
+    array_bump_events_locked (a);
+  return __atomic_load_n (&a->m[slot].out_on_disk, __ATOMIC_ACQUIRE)
+    ? 0 : -EIO;
+}
+
+int
+array_member_failed (struct array *a, uint32_t slot, int err,
+                     enum member_io what)
+{
+  const char *name = member_io_name[what];
+  pthread_mutex_lock (&a->sb_lock);
+  if (member_io_is_read (what))
+    __atomic_add_fetch (&a->m[slot].read_errors, 1, __ATOMIC_RELAXED);
+  else
     a->m[slot].write_errors++;
-  int r = 0;
+  int r;
   int st = state_of (a, slot);
-  if (st == MEMBER_ACTIVE) {
-    if (active_count (a) <= 1) {
-      log_error ("%s: %s failed: %s (last active member)",
-                 a->m[slot].io->name, what, strerror (-err));
-      r = err;
-    }
-    else
-      r = mark_faulty_locked (a, slot, err, what);
+  if (st == MEMBER_ACTIVE && active_count (a) <= 1) {
+    log_error ("%s: %s failed: %s (last active member)",
+               a->m[slot].io->name, name, strerror (-err));
+    r = err;
   }
-  else if (st == MEMBER_BEHIND) {
-    /* Already faulty in every superblock: just stop recovering it. */
-    set_state (a, slot, MEMBER_FAULTY);
-    log_error ("%s: %s failed during recovery: %s; member left out",
-               a->m[slot].io->name, what, strerror (-err));
+  else {
+    if (st == MEMBER_ACTIVE) {
+      set_state (a, slot, MEMBER_FAULTY);
+      if (a->bm)
+        bitmap_allow_clearing (a->bm, false);
+      log_error ("%s: %s failed: %s; member marked faulty, the volume goes "
+                 "on degraded", a->m[slot].io->name, name, strerror (-err));
+    }
+    else if (st == MEMBER_BEHIND) {
+      /* Already faulty in every superblock: just stop recovering it. */
+      set_state (a, slot, MEMBER_FAULTY);
+      log_error ("%s: %s failed during recovery: %s; member left out",
+                 a->m[slot].io->name, name, strerror (-err));
+    }
+    r = out_on_disk_locked (a, slot);
   }
   pthread_mutex_unlock (&a->sb_lock);
   return r;
 }
 
-/* The bitmap file failed: before any further member write, bump events
- * durably so the bitmap is stale by the events rule (SPEC §6). */
 int
-array_bitmap_failed (struct array *a)
+array_member_left_out (struct array *a, uint32_t slot)
 {
+  if (__atomic_load_n (&a->m[slot].out_on_disk, __ATOMIC_ACQUIRE))
+    return 0;
+  /* A marking in progress holds sb_lock until its bump ends. */
   pthread_mutex_lock (&a->sb_lock);
-  int r = 0;
-  if (!__atomic_load_n (&a->bitmap_skip, __ATOMIC_ACQUIRE)) {
-    a->bitmap_gone = true;
-    r = array_bump_events_locked (a);
-    if (r == 0) {
-      __atomic_store_n (&a->bitmap_skip, 1, __ATOMIC_RELEASE);
-      log_warn ("the volume goes on without its bitmap; the next mount "
-                "resyncs everything");
-    }
-  }
+  int r = out_on_disk_locked (a, slot);
   pthread_mutex_unlock (&a->sb_lock);
   return r;
 }
@@ -344,15 +411,15 @@ array_assemble (struct io_file **members, size_t n, struct io_file *bitmap_io,
   }
   r = array_bump_events_locked (a);
   if (r == 0 && plan.bitmap == BITMAP_USE_STALE && !a->bitmap_gone) {
-    r = bitmap_set_all (a->bm);
-    if (r == 0) {
+    int b = bitmap_set_all (a->bm);
+    if (b == 0) {
       bitmap_set_stale (a->bm, false);
-      r = bitmap_write_header (a->bm);
+      b = bitmap_write_header (a->bm);
     }
-    if (r < 0) {
-      log_error ("%s: cannot write the bitmap: %s", a->bitmap_io->name,
-                 strerror (-r));
-    }
+    /* The bits could not be rebuilt: the mount goes on without the
+     * bitmap, and the resync copies everything (SPEC §8). */
+    if (b < 0)
+      r = bitmap_abandon_locked (a);
   }
   pthread_mutex_unlock (&a->sb_lock);
   if (r < 0)
@@ -443,7 +510,7 @@ array_read_fd (struct array *a, uint64_t off, size_t *len)
 }
 
 /* One write or sync on several members at once (fanout_run). */
-struct member_io {
+struct member_job {
   struct array *a;
   void *buf;
   size_t len;
@@ -460,14 +527,12 @@ struct member_io {
 static void
 write_one (void *arg, unsigned i)
 {
-  struct member_io *w = arg;
+  struct member_job *w = arg;
   w->r[i] = io_pwrite_full (w->a->m[w->slot[i]].io, w->buf, w->len, w->off);
 }
 
-/* Before the first write the superblocks say the members may differ
- * (resync_offset = 0, md's "active"). */
-static int
-mark_active (struct array *a)
+int
+array_mark_active (struct array *a)
 {
   if (__atomic_load_n (&a->marked_active, __ATOMIC_ACQUIRE))
     return 0;
@@ -494,7 +559,7 @@ array_write (struct array *a, const void *buf, size_t len, uint64_t off)
     return 0;
   if (active_count (a) == 0)
     return -EIO;
-  int r = mark_active (a);
+  int r = array_mark_active (a);
   if (r < 0)
     return -EIO;
 
@@ -516,12 +581,14 @@ array_write (struct array *a, const void *buf, size_t len, uint64_t off)
    * carries this write's data), all at once when the write is large. */
   uint32_t ok = 0;
   if (!unsafe) {
-    struct member_io w = { .a = a, .buf = (void *) buf, .len = len, .off = off };
+    struct member_job w = { .a = a, .buf = (void *) buf, .len = len, .off = off };
+    bool sent[ASSEMBLE_MAX_SLOTS] = { 0 };
     for (uint32_t s = 0; s < a->nslots; s++) {
       int st = state_of (a, s);
       if (st == MEMBER_ACTIVE || st == MEMBER_BEHIND) {
         w.state[w.n] = st;
         w.slot[w.n++] = s;
+        sent[s] = true;
       }
     }
     fanout_run (len >= FANOUT_MIN_WRITE ? a->fan : NULL, w.n, write_one, &w);
@@ -532,9 +599,15 @@ array_write (struct array *a, const void *buf, size_t len, uint64_t off)
         continue;
       }
       /* Step 4: a failed member is durably faulty before we reply. */
-      if (array_member_failed (a, w.slot[i], w.r[i], "write") < 0)
+      if (array_member_failed (a, w.slot[i], w.r[i], MEMBER_IO_WRITE) < 0)
         unsafe = true;
     }
+    /* So is a member this write skipped: were its faulty marking still
+     * in flight, a power cut could bring it back as current, without
+     * this write (SPEC §8). */
+    for (uint32_t s = 0; s < a->nslots && !unsafe; s++)
+      if (!sent[s] && array_member_left_out (a, s) < 0)
+        unsafe = true;
   }
 
   /* Step 5. */
@@ -556,34 +629,51 @@ array_member_sync (struct array *a, uint32_t slot)
   int st = state_of (a, slot);
   int r = -EIO;
   if (st == MEMBER_ACTIVE || st == MEMBER_BEHIND) {
-    r = io_fdatasync (m->io);
-    /* Never retried: the kernel reports a lost write once. */
-    if (r < 0)
-      array_member_failed (a, slot, r, "fdatasync");
+    /* Never retried: the kernel reports a lost write once, so once any
+     * fdatasync of this member failed, none counts it as synced. */
+    r = m->sync_err;
+    if (r == 0) {
+      r = io_fdatasync (m->io);
+      if (r < 0)
+        m->sync_err = r;
+    }
   }
   pthread_mutex_unlock (&m->sync_lock);
+  /* The marking takes sb_lock, which a superblock write holds while it
+   * waits for sync_lock: it must come after sync_lock is let go. */
+  if (r < 0 && (st == MEMBER_ACTIVE || st == MEMBER_BEHIND))
+    array_member_failed (a, slot, r, MEMBER_IO_SYNC);
   return r;
 }
 
 static void
 sync_one (void *arg, unsigned i)
 {
-  struct member_io *w = arg;
+  struct member_job *w = arg;
   w->r[i] = array_member_sync (w->a, w->slot[i]);
 }
 
 int
 array_flush (struct array *a)
 {
-  struct member_io w = { .a = a };
+  struct member_job w = { .a = a };
   for (uint32_t s = 0; s < a->nslots; s++)
     if (state_of (a, s) == MEMBER_ACTIVE)
       w.slot[w.n++] = s;
   fanout_run (a->fan, w.n, sync_one, &w);
+  /* Durable means: on every slot, or that slot is durably out of the
+   * array (SPEC §8).  A slot that failed its sync just now was marked by
+   * array_member_sync; array_member_left_out tells whether that held. */
+  bool synced[ASSEMBLE_MAX_SLOTS] = { 0 };
   uint32_t ok = 0;
   for (uint32_t i = 0; i < w.n; i++)
-    if (w.r[i] == 0)
+    if (w.r[i] == 0) {
+      synced[w.slot[i]] = true;
       ok++;
+    }
+  for (uint32_t s = 0; s < a->nslots; s++)
+    if (!synced[s] && array_member_left_out (a, s) < 0)
+      return -EIO;
   return ok ? 0 : -EIO;
 }
 

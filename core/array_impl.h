@@ -28,10 +28,16 @@ struct array_member {
   /* Where the last read from this member ended: a read that starts there
    * goes to this member again, so its readahead keeps working. */
   uint64_t read_next;
-  /* Held across an fdatasync and, on error, the faulty marking: the
-   * kernel reports a lost write to one fdatasync only, so a concurrent
-   * one must not count the member as synced meanwhile. */
+  /* Held across every fdatasync of the member, a superblock write's
+   * included.  The kernel reports a lost write to one fdatasync only:
+   * whichever caller sees it records it in sync_err, and from then on no
+   * caller counts the member as synced (SPEC §8). */
   pthread_mutex_t sync_lock;
+  int sync_err;                 /* negative errno, sticky (sync_lock) */
+  /* Every survivor's superblock says this slot is faulty, as the last
+   * completed events bump wrote them (atomic loads).  A write or sync
+   * that left the slot out replies only once this holds (SPEC §8). */
+  bool out_on_disk;
 };
 
 struct array {
@@ -123,8 +129,32 @@ array_copy_unit (const struct array *a)
   return a->bm ? bitmap_chunk_size (a->bm) : 4ull << 20;
 }
 
+/* What a member failed at: for its error counters and the log. */
+enum member_io {
+  MEMBER_IO_READ,
+  MEMBER_IO_WRITE,
+  MEMBER_IO_SYNC,
+  MEMBER_IO_RESYNC_WRITE,
+  MEMBER_IO_RECOVERY_WRITE,
+  MEMBER_IO_CHECK_READ,
+  MEMBER_IO_REPAIR_WRITE,
+};
+
+/* Member SLOT failed an I/O: mark it faulty, durably, before returning
+ * (SPEC §6).  0 when the slot is out of the array on disk (now or
+ * before); ERR when it is the last active member (the error is the
+ * caller's to report); -EIO when its faulty role could not be made
+ * durable. */
 int array_member_failed (struct array *a, uint32_t slot, int err,
-                         const char *what);
+                         enum member_io what);
+/* A write or sync that left SLOT out (it was not active, or failed) may
+ * reply only once SLOT is out of the array on disk (SPEC §8, md's
+ * MD_SB_CHANGE_PENDING).  Waits for a marking in progress; 0, or -EIO when
+ * the marking could not be made durable. */
+int array_member_left_out (struct array *a, uint32_t slot);
+/* Before the first write the superblocks say the members may differ
+ * (resync_offset = 0, md's "active").  0 or a negative errno. */
+int array_mark_active (struct array *a);
 int array_bump_events_locked (struct array *a);
 /* fdatasync member SLOT (active or behind); on error it is failed (SPEC
  * §6) before this returns.  0, or a negative errno when it is not synced

@@ -79,6 +79,41 @@ rate_limit (struct array *a, uint64_t done)
   }
 }
 
+/* Rewrite the members whose piece [OFF, OFF+LEN) differs from the
+ * source's, as a user write would be made (SPEC §4): the superblocks say
+ * the members may differ, the bits are durable (or the bitmap is durably
+ * abandoned) first, and a member that fails is out of the array on disk
+ * before the repair goes on.  0, or a negative errno that ends the repair
+ * (then nothing unsafe was written). */
+static int
+repair_piece (struct array *a, const bool *have, const XXH128_hash_t *d,
+              uint32_t nactive, uint8_t *const *bufs, uint64_t off,
+              size_t len)
+{
+  int src = choose_source (a, have, d, nactive);
+  snprintf (a->check_source, sizeof a->check_source, "%s",
+            nactive >= 3 ? "majority" : "first member");
+  int r = array_mark_active (a);
+  if (r < 0)
+    return r;
+  bool counted = a->bm && !__atomic_load_n (&a->bitmap_skip,
+                                            __ATOMIC_ACQUIRE);
+  if (counted && bitmap_start_write (a->bm, off, len) < 0)
+    r = array_bitmap_failed (a);
+  for (uint32_t s = 0; s < a->nslots && r == 0; s++) {
+    if (!have[s] || (int) s == src || same_digest (d[s], d[src]))
+      continue;
+    int e = io_pwrite_full (a->m[s].io, bufs[src], len, off);
+    if (e < 0)
+      r = array_member_failed (a, s, e, MEMBER_IO_REPAIR_WRITE);
+    else
+      __atomic_add_fetch (&a->check_repaired, 1, __ATOMIC_RELAXED);
+  }
+  if (counted)
+    bitmap_end_write (a->bm, off, len);
+  return r;
+}
+
 static void *
 check_main (void *arg)
 {
@@ -110,8 +145,7 @@ check_main (void *arg)
         continue;
       int e = io_pread_full (a->m[s].io, bufs[s], len, off);
       if (e < 0) {
-        __atomic_add_fetch (&a->m[s].read_errors, 1, __ATOMIC_RELAXED);
-        array_member_failed (a, s, e, "check read");
+        array_member_failed (a, s, e, MEMBER_IO_CHECK_READ);
         continue;
       }
       d[s] = XXH3_128bits (bufs[s], len);
@@ -137,27 +171,8 @@ check_main (void *arg)
                   ") differs between members", c, c * chunk,
                   (c + 1) * chunk - 1);
       }
-      if (a->check_repair) {
-        int src = choose_source (a, have, d, nactive);
-        snprintf (a->check_source, sizeof a->check_source, "%s",
-                  nactive >= 3 ? "majority" : "first member");
-        /* The bits cover the rewrite like any write (SPEC §4). */
-        bool counted = a->bm && !__atomic_load_n (&a->bitmap_skip,
-                                                  __ATOMIC_ACQUIRE);
-        if (counted && bitmap_start_write (a->bm, off, len) < 0)
-          array_bitmap_failed (a);
-        for (uint32_t s = 0; s < a->nslots; s++) {
-          if (!have[s] || (int) s == src || same_digest (d[s], d[src]))
-            continue;
-          int e = io_pwrite_full (a->m[s].io, bufs[src], len, off);
-          if (e < 0)
-            array_member_failed (a, s, e, "repair write");
-          else
-            __atomic_add_fetch (&a->check_repaired, 1, __ATOMIC_RELAXED);
-        }
-        if (counted)
-          bitmap_end_write (a->bm, off, len);
-      }
+      if (a->check_repair)
+        r = repair_piece (a, have, d, nactive, bufs, off, len);
     }
     rangelock_release (&a->rl, &lk);
     done += len;

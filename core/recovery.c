@@ -83,7 +83,7 @@ recover_range (struct array *a, uint32_t slot, uint8_t *buf, uint64_t start,
       break;
     r = io_pwrite_full (a->m[slot].io, buf, len, off);
     if (r < 0)
-      array_member_failed (a, slot, r, "recovery write");
+      array_member_failed (a, slot, r, MEMBER_IO_RECOVERY_WRITE);
   }
   rangelock_release (&a->rl, &lk);
   return r;

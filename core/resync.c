@@ -43,10 +43,9 @@ array_read_any (struct array *a, void *buf, size_t len, uint64_t off,
     r = io_pread_full (a->m[s].io, buf, len, off);
     if (r == 0)
       return 0;
-    __atomic_add_fetch (&a->m[s].read_errors, 1, __ATOMIC_RELAXED);
     log_error ("%s: read of %zu bytes at %" PRIu64 " failed: %s",
                a->m[s].io->name, len, off, strerror (-r));
-    if (array_member_failed (a, s, r, "read") < 0)
+    if (array_member_failed (a, s, r, MEMBER_IO_READ) < 0)
       return r;                 /* the last member: the error is the user's */
   }
   return r;
@@ -92,8 +91,9 @@ checkpoint_run (struct checkpoint *k)
   int r = sync_targets (a, k->written);
   /* Bits go only while every slot is active: a missing, faulty or behind
    * member may still need them (md's NEEDED). */
-  if (r == 0 && a->bm && !a->bitmap_gone && !k->any_behind && all_active (a))
-    r = bitmap_clear_range (a->bm, k->first, k->end - k->first);
+  if (r == 0 && a->bm && !a->bitmap_gone && !k->any_behind && all_active (a)
+      && bitmap_clear_range (a->bm, k->first, k->end - k->first) < 0)
+    r = array_bitmap_failed (a);
   if (r == 0 && !a->bm && a->resync_from != UINT64_MAX) {
     pthread_mutex_lock (&a->sb_lock);
     a->resync_offset = k->last ? SB_RESYNC_CLEAN : k->end * k->chunk / 512;
@@ -261,13 +261,12 @@ array_resync (struct array *a, struct array_resync_stats *st)
             continue;
           int w = io_pwrite_full (a->m[s].io, buf, len, off);
           if (w < 0) {
-            if (state_of (a, s) == MEMBER_ACTIVE)
-              r = array_member_failed (a, s, w, "resync write");
-            else {
-              log_error ("%s: recovery write failed: %s; member left out",
-                         a->m[s].io->name, strerror (-w));
-              set_state (a, s, MEMBER_FAULTY);
-            }
+            bool active = state_of (a, s) == MEMBER_ACTIVE;
+            int f = array_member_failed (a, s, w, active
+                                         ? MEMBER_IO_RESYNC_WRITE
+                                         : MEMBER_IO_RECOVERY_WRITE);
+            if (active)
+              r = f;
             continue;
           }
           written[s] = true;
@@ -336,11 +335,11 @@ array_resync (struct array *a, struct array_resync_stats *st)
    * go (none was cleared while a member was behind). */
   if (r == 0 && a->bm && !a->bitmap_gone && all_active (a)) {
     bitmap_allow_clearing (a->bm, true);
-    if (any_behind)
-      r = bitmap_clear_range (a->bm, 0, nchunks);
+    if (any_behind && bitmap_clear_range (a->bm, 0, nchunks) < 0)
+      r = array_bitmap_failed (a);
   }
   if (r == 0 && a->bm && bitmap_failed (a->bm))
-    array_bitmap_failed (a);
+    r = array_bitmap_failed (a);
   st->seconds = now_seconds () - t0;
   a->last_resync = *st;
   return r < 0 ? r : 0;

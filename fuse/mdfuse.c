@@ -112,6 +112,8 @@ main (int argc, char **argv)
   if (fuse_opt_add_arg (&args, "-o") != 0 || fuse_opt_add_arg (&args, extra) != 0)
     goto out;
   pthread_mutex_init (&mf.msg_lock, NULL);
+  pthread_mutex_init (&mf.sync_lock, NULL);
+  pthread_cond_init (&mf.sync_cond, NULL);
   mf.uid = getuid ();
   mf.gid = getgid ();
   mf.mount_time = time (NULL);

@@ -37,9 +37,17 @@ struct mdfuse {
   uid_t uid;
   gid_t gid;
   time_t mount_time;
-  /* Writes since the last member sync: a FLUSH with nothing written has
-   * nothing to make durable. */
-  uint64_t writes_since_sync;
+  /* FSYNC and FLUSH by generation (ops.c, sync_volume): every completed
+   * write bumps write_gen; a member sync covers the writes completed
+   * before it began.  sync_lock guards the rest. */
+  uint64_t write_gen;
+  pthread_mutex_t sync_lock;
+  pthread_cond_t sync_cond;
+  uint64_t synced_gen;          /* begun by the last sync that succeeded */
+  bool sync_running;
+  uint64_t sync_running_gen;    /* write_gen when the running sync began */
+  uint64_t syncs_done;          /* completions, to wait for the next one */
+  int sync_done_err;            /* the result of the last one */
   /* Opens of `volume`: a stop is refused while it is in use. */
   int open_count;
   /* The answer to the last administrative command, for mdfusectl. */
@@ -67,6 +75,8 @@ int stop_start_watcher (void);
 void stop_set_array (struct array *a);
 /* The session a stop ends, once serving. */
 void stop_serving (struct fuse_session *se);
+/* The last open of `volume` closed: a stop held meanwhile goes ahead. */
+void stop_volume_closed (void);
 /* Shutting down: the watcher touches nothing from now on. */
 void stop_close (void);
 bool stop_was_requested (void);

@@ -168,6 +168,52 @@ op_read (fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     fuse_reply_buf (req, read_buf, (size_t) r);
 }
 
+/* Makes durable every write that completed before the call: returns
+ * only after a member sync that began after them has completed, with that
+ * sync's result.  Concurrent callers share syncs: one that began late
+ * enough, running or done, serves every caller whose writes it covers.
+ * A caller with nothing unsynced returns at once (a FLUSH on close after
+ * reads only). */
+static int
+sync_volume (struct mdfuse *mf)
+{
+  uint64_t need = __atomic_load_n (&mf->write_gen, __ATOMIC_ACQUIRE);
+  pthread_mutex_lock (&mf->sync_lock);
+  int r;
+  for (;;) {
+    if (mf->synced_gen >= need) {
+      r = 0;
+      break;
+    }
+    if (mf->sync_running) {
+      uint64_t seen = mf->syncs_done;
+      bool covers = mf->sync_running_gen >= need;
+      while (mf->syncs_done == seen)
+        pthread_cond_wait (&mf->sync_cond, &mf->sync_lock);
+      if (covers) {
+        r = mf->sync_done_err;  /* its error is ours too */
+        break;
+      }
+      continue;                 /* began too early: try again */
+    }
+    uint64_t gen = __atomic_load_n (&mf->write_gen, __ATOMIC_ACQUIRE);
+    mf->sync_running = true;
+    mf->sync_running_gen = gen;
+    pthread_mutex_unlock (&mf->sync_lock);
+    r = array_flush (mf->array);
+    pthread_mutex_lock (&mf->sync_lock);
+    mf->sync_running = false;
+    if (r == 0 && gen > mf->synced_gen)
+      mf->synced_gen = gen;
+    mf->sync_done_err = r;
+    mf->syncs_done++;
+    pthread_cond_broadcast (&mf->sync_cond);
+    break;
+  }
+  pthread_mutex_unlock (&mf->sync_lock);
+  return r;
+}
+
 static void
 op_write (fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
           off_t off, struct fuse_file_info *fi)
@@ -175,10 +221,10 @@ op_write (fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
   struct mdfuse *mf = fuse_req_userdata (req);
   ssize_t r = array_write (mf->array, buf, size, (uint64_t) off);
   if (r >= 0) {
-    __atomic_add_fetch (&mf->writes_since_sync, 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch (&mf->write_gen, 1, __ATOMIC_ACQ_REL);
     /* An O_DSYNC/O_SYNC write is durable before its reply. */
     if (fi->flags & (O_DSYNC | O_SYNC)) {
-      int s = array_flush (mf->array);
+      int s = sync_volume (mf);
       if (s < 0) {
         fuse_reply_err (req, -s);
         return;
@@ -190,25 +236,11 @@ op_write (fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
     fuse_reply_err (req, (int) -r);
 }
 
-static int
-sync_if_written (struct mdfuse *mf)
-{
-  uint64_t w = __atomic_exchange_n (&mf->writes_since_sync, 0,
-                                    __ATOMIC_ACQ_REL);
-  (void) w;
-  /* fsync always syncs: a write acknowledged before it must be durable,
-   * even if its count was taken by a concurrent sync that has not yet
-   * finished. */
-  return array_flush (mf->array);
-}
-
 static void
 op_flush (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
   struct mdfuse *mf = fuse_req_userdata (req);
-  int r = 0;
-  if (__atomic_load_n (&mf->writes_since_sync, __ATOMIC_ACQUIRE) > 0)
-    r = sync_if_written (mf);
+  int r = sync_volume (mf);
   fuse_reply_err (req, r < 0 ? -r : 0);
 }
 
@@ -217,7 +249,7 @@ op_fsync (fuse_req_t req, fuse_ino_t ino, int datasync,
           struct fuse_file_info *fi)
 {
   struct mdfuse *mf = fuse_req_userdata (req);
-  int r = sync_if_written (mf);
+  int r = sync_volume (mf);
   fuse_reply_err (req, r < 0 ? -r : 0);
 }
 
@@ -225,8 +257,9 @@ static void
 op_release (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
   struct mdfuse *mf = fuse_req_userdata (req);
-  if (ino == VOLUME_INO)
-    __atomic_sub_fetch (&mf->open_count, 1, __ATOMIC_ACQ_REL);
+  if (ino == VOLUME_INO
+      && __atomic_sub_fetch (&mf->open_count, 1, __ATOMIC_SEQ_CST) == 0)
+    stop_volume_closed ();
   fuse_reply_err (req, 0);
 }
 

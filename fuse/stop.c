@@ -24,9 +24,12 @@
  * SIGTERM, SIGINT and SIGHUP ask for a clean shutdown.  The handler only
  * posts a semaphore; a watcher thread decides: during the mount-time
  * resync it stops the resync (the next mount resumes it); while serving,
- * it refuses as long as `volume` is open (a loop device or a program
- * still uses it: stopping would fail their I/O), else it ends the FUSE
- * loop, after which main shuts the array down cleanly. */
+ * it holds the stop as long as `volume` is open (a loop device or a
+ * program still uses it: stopping would fail their I/O) and carries it
+ * out when the last open closes (stop_volume_closed); then it ends the
+ * FUSE loop, after which main shuts the array down cleanly.  A program
+ * that closes the volume and signals at once is served either way: its
+ * RELEASE may reach us after the signal. */
 
 static sem_t stop_sem;
 static struct mdfuse *stop_mf;
@@ -39,6 +42,8 @@ static struct fuse_session *stop_se;   /* set once serving */
 static bool stop_closing;
 static pthread_t main_thread;
 static int stop_requested;
+/* A stop came while the volume was open: the last close carries it out. */
+static int stop_pending;
 
 static void
 on_stop_signal (int sig)
@@ -91,11 +96,18 @@ stop_watcher (void *arg)
                 "mount resumes it");
     }
     else {
-      int opens = __atomic_load_n (&stop_mf->open_count, __ATOMIC_ACQUIRE);
-      if (opens > 0)
-        log_warn ("stop refused: the volume is open %d time%s (a loop "
-                  "device or a program uses it); unmount and detach it "
-                  "first", opens, opens == 1 ? "" : "s");
+      /* Pending first, then the count: a close between the two either
+       * is seen here or sees the pending stop (stop_volume_closed). */
+      bool was_pending = __atomic_exchange_n (&stop_pending, 1,
+                                              __ATOMIC_SEQ_CST);
+      int opens = __atomic_load_n (&stop_mf->open_count, __ATOMIC_SEQ_CST);
+      if (opens > 0) {
+        if (!was_pending)
+          log_warn ("stop held: the volume is open %d time%s (a loop "
+                    "device or a program uses it); mdfuse stops when it "
+                    "is closed (unmount and detach it)", opens,
+                    opens == 1 ? "" : "s");
+      }
       else {
         __atomic_store_n (&stop_requested, 1, __ATOMIC_RELEASE);
         fuse_session_exit (se);
@@ -171,6 +183,16 @@ stop_close (void)
   stop_se = NULL;
   stop_array = NULL;
   pthread_mutex_unlock (&stop_lock);
+}
+
+void
+stop_volume_closed (void)
+{
+  /* After the count went to 0 (see the watcher). */
+  if (__atomic_load_n (&stop_pending, __ATOMIC_SEQ_CST)) {
+    log_info ("the volume is closed: carrying out the stop held until now");
+    sem_post (&stop_sem);
+  }
 }
 
 bool
