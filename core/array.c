@@ -37,18 +37,21 @@ build_sb (struct array *a, uint32_t slot, struct md_sb *sb)
 
 static int bitmap_abandon_locked (struct array *a);
 
-/* Write SB on member SLOT under its sync lock: the superblock's fdatasync
- * may be the one that learns of a lost data write, and then no other
- * caller may count the member as synced (SPEC §8).  A member that has
- * already lost a write gets no superblock: it fails like this one. */
+/* Write SB on member SLOT, its fdatasync under the member's sync lock:
+ * that fdatasync may be the one that learns of a lost data write, and
+ * then no other caller may count the member as synced (SPEC §8).  A
+ * member that has already lost a write gets no superblock: it fails as if
+ * this one had. */
 static int
 write_member_sb (struct array *a, uint32_t slot, const struct md_sb *sb)
 {
   struct array_member *m = &a->m[slot];
   pthread_mutex_lock (&m->sync_lock);
   int r = m->sync_err;
+  if (r == 0)
+    r = member_write_sb_unsynced (m->io, sb);
   if (r == 0) {
-    r = member_write_sb (m->io, sb);
+    r = io_fdatasync (m->io);
     if (r < 0)
       m->sync_err = r;
   }

@@ -101,7 +101,8 @@ repair_piece (struct array *a, const bool *have, const XXH128_hash_t *d,
   if (counted && bitmap_start_write (a->bm, off, len) < 0)
     r = array_bitmap_failed (a);
   for (uint32_t s = 0; s < a->nslots && r == 0; s++) {
-    if (!have[s] || (int) s == src || same_digest (d[s], d[src]))
+    if (!have[s] || (int) s == src || same_digest (d[s], d[src])
+        || state_of (a, s) != MEMBER_ACTIVE)   /* failed meanwhile */
       continue;
     int e = io_pwrite_full (a->m[s].io, bufs[src], len, off);
     if (e < 0)

@@ -48,13 +48,30 @@ mem_grow (struct mem_buf *m, size_t len)
   return 0;
 }
 
+/* The error an armed fault gives this call, or 0 (see io_mem_stats). */
+static int
+take_fault (int *fail, unsigned long *after, unsigned long *times)
+{
+  if (*fail == 0)
+    return 0;
+  if (*after > 0) {
+    (*after)--;
+    return 0;
+  }
+  int r = *fail;
+  if (*times > 0 && --*times == 0)
+    *fail = 0;
+  return r;
+}
+
 static ssize_t
 mem_pwrite (struct io_file *f, const void *buf, size_t len, uint64_t off)
 {
   struct mem_buf *m = f->priv;
   pthread_mutex_lock (&m->lock);
   m->stats.pwrites++;
-  int r = m->stats.fail_pwrite;
+  int r = take_fault (&m->stats.fail_pwrite, &m->stats.fail_pwrite_after,
+                      &m->stats.fail_pwrite_times);
   if (r == 0)
     r = mem_grow (m, (size_t) off + len);
   if (r == 0)
@@ -69,7 +86,9 @@ mem_fdatasync (struct io_file *f)
   struct mem_buf *m = f->priv;
   pthread_mutex_lock (&m->lock);
   m->stats.syncs++;
-  int r = m->stats.fail_fdatasync;
+  int r = take_fault (&m->stats.fail_fdatasync,
+                      &m->stats.fail_fdatasync_after,
+                      &m->stats.fail_fdatasync_times);
   pthread_mutex_unlock (&m->lock);
   return r;
 }

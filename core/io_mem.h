@@ -10,6 +10,12 @@ struct io_mem_stats {
   int fail_pwrite;              /* negative errno to return, or 0 */
   int fail_fdatasync;
   int fail_pread;
+  /* With a fail_* armed: that many calls still succeed first, and then,
+   * if *_times is not 0, only that many fail (the fault clears itself).
+   * A failed pwrite changes nothing; a failed fdatasync follows a pwrite
+   * that did land (as a failed writeback does). */
+  unsigned long fail_pwrite_after, fail_pwrite_times;
+  unsigned long fail_fdatasync_after, fail_fdatasync_times;
 };
 
 /* A new empty file called NAME; the io_file owns its buffer. */

@@ -50,11 +50,17 @@ member_probe (struct io_file *io, struct member_probe *probe)
 }
 
 int
-member_write_sb (struct io_file *io, const struct md_sb *sb)
+member_write_sb_unsynced (struct io_file *io, const struct md_sb *sb)
 {
   uint8_t block[SB_BLOCK_SIZE] __attribute__ ((aligned (8)));
   sb_encode (sb, block);
-  int r = io_pwrite_full (io, block, sizeof block, sb->super_offset * 512);
+  return io_pwrite_full (io, block, sizeof block, sb->super_offset * 512);
+}
+
+int
+member_write_sb (struct io_file *io, const struct md_sb *sb)
+{
+  int r = member_write_sb_unsynced (io, sb);
   if (r == 0)
     r = io_fdatasync (io);
   return r;

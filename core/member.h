@@ -23,5 +23,7 @@ int member_probe (struct io_file *io, struct member_probe *probe);
 
 /* Encode SB and write it at its place (pwrite + fdatasync, SPEC §2). */
 int member_write_sb (struct io_file *io, const struct md_sb *sb);
+/* The same without the fdatasync, for a caller that syncs it itself. */
+int member_write_sb_unsynced (struct io_file *io, const struct md_sb *sb);
 
 #endif

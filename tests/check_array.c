@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "bitmap/bitmap_format.h"
 #include "core/array.h"
@@ -636,6 +637,239 @@ START_TEST (test_stale_bitmap_that_cannot_be_rebuilt_still_copies_everything)
 }
 END_TEST
 
+/* Issue 13, bug 1.  The bitmap header's pwrite inside an events bump
+ * lands but its fdatasync fails: the header on disk may carry the
+ * members' events.  Before any write goes on without the bitmap, the
+ * members move past it, so the next mount finds it stale and copies
+ * everything. */
+START_TEST (test_bitmap_header_sync_failure_in_a_bump_leaves_the_members_ahead)
+{
+  struct fixture fx;
+  fx_create (&fx, 2);
+  struct array *a = fx_assemble (&fx, NULL);
+  ck_assert_ptr_nonnull (a);
+  /* The first write marks the array active: an events bump. */
+  io_mem_stats (fx.bmem)->fail_fdatasync = -EIO;
+  static uint8_t buf[4096];
+  fill (buf, sizeof buf, 21);
+  ck_assert_int_eq (array_write (a, buf, sizeof buf, 5 * CHUNK), 4096);
+  ck_assert_uint_gt (member_sb (&fx, 0).events, disk_header (&fx).events);
+  ck_assert_uint_gt (member_sb (&fx, 1).events, disk_header (&fx).events);
+  /* Written without the bitmap: bit 5 is clear on disk.  Make the
+   * members differ there, as a crash between the two member writes
+   * would, then crash. */
+  ck_assert (!disk_bit (&fx, 5));
+  size_t len;
+  io_mem_data (fx.mem[1], &len)[5 * CHUNK] ^= 0xff;
+  array_close (a, false);
+
+  io_mem_stats (fx.bmem)->fail_fdatasync = 0;
+  a = fx_assemble (&fx, NULL);
+  ck_assert_ptr_nonnull (a);
+  struct array_resync_stats st;
+  ck_assert_int_eq (array_resync (a, &st), 0);
+  ck_assert (st.full);
+  ck_assert (members_identical (&fx));
+  ck_assert_int_eq (array_close (a, true), 0);
+  fx_free (&fx);
+}
+END_TEST
+
+/* Issue 13, bug 2.  A write that skips a member whose faulty marking is
+ * not durable (the bump that marked it could not write the survivor's
+ * superblock) may reply only once the survivor's superblock says so: a
+ * power cut would otherwise bring both back as current. */
+START_TEST (test_write_skipping_a_member_replies_only_once_it_is_durably_faulty)
+{
+  struct fixture fx;
+  fx_create (&fx, 2);
+  struct array *a = fx_assemble (&fx, NULL);
+  ck_assert_ptr_nonnull (a);
+  static uint8_t buf[4096];
+  fill (buf, sizeof buf, 31);
+  ck_assert_int_eq (array_write (a, buf, sizeof buf, 0), 4096);
+  /* m1's write fails; m0 takes the data but not its superblock. */
+  io_mem_stats (fx.mem[1])->fail_pwrite = -EIO;
+  io_mem_stats (fx.mem[0])->fail_pwrite = -EIO;
+  io_mem_stats (fx.mem[0])->fail_pwrite_after = 1;
+  io_mem_stats (fx.mem[0])->fail_pwrite_times = 1;
+  ck_assert_int_eq (array_write (a, buf, sizeof buf, 2 * CHUNK), -EIO);
+  ck_assert_uint_eq (member_sb (&fx, 0).dev_roles[1], 1);
+  /* m1 is out in memory only.  The next write goes to m0 alone: it may
+   * succeed only with m1's faulty role durable on m0. */
+  fill (buf, sizeof buf, 32);
+  ssize_t w = array_write (a, buf, sizeof buf, 3 * CHUNK);
+  ck_assert (w == -EIO || w == 4096);
+  if (w == 4096)
+    ck_assert_uint_eq (member_sb (&fx, 0).dev_roles[1], SB_ROLE_FAULTY);
+  ck_assert_int_eq (w, 4096);   /* the fault was passing: it was retried */
+  ck_assert_int_eq (array_close (a, true), 0);
+  fx_free (&fx);
+}
+END_TEST
+
+/* Issue 13, bug 3.  An fsync whose member sync failed on one member
+ * answers 0 only once that member is durably faulty in the survivors'
+ * superblocks; while that cannot be written, EIO. */
+START_TEST (test_fsync_is_eio_while_a_faulty_marking_cannot_be_made_durable)
+{
+  struct fixture fx;
+  fx_create (&fx, 2);
+  struct array *a = fx_assemble (&fx, NULL);
+  ck_assert_ptr_nonnull (a);
+  static uint8_t buf[4096];
+  ck_assert_int_eq (array_write (a, buf, sizeof buf, 0), 4096);
+  io_mem_stats (fx.mem[1])->fail_fdatasync = -EIO;
+  io_mem_stats (fx.mem[0])->fail_pwrite = -EIO;         /* its superblock */
+  ck_assert_int_eq (array_flush (a), -EIO);
+  ck_assert_int_eq (array_member_state (a, 1), MEMBER_FAULTY);
+  ck_assert_uint_eq (member_sb (&fx, 0).dev_roles[1], 1);
+  /* Once the survivor's superblock can be written, the marking is
+   * made durable and the sync is whole again. */
+  io_mem_stats (fx.mem[0])->fail_pwrite = 0;
+  ck_assert_int_eq (array_flush (a), 0);
+  ck_assert_uint_eq (member_sb (&fx, 0).dev_roles[1], SB_ROLE_FAULTY);
+  ck_assert_int_eq (array_close (a, true), 0);
+  fx_free (&fx);
+}
+END_TEST
+
+/* Issue 13, bug 2 (second part).  The fdatasync inside a superblock write
+ * may be the one that reports a lost data write: the member is then out,
+ * and no later sync counts it as synced. */
+START_TEST (test_superblock_sync_error_is_not_lost_to_later_syncs)
+{
+  struct fixture fx;
+  fx_create (&fx, 3);
+  struct array *a = fx_assemble (&fx, NULL);
+  ck_assert_ptr_nonnull (a);
+  static uint8_t buf[4096];
+  ck_assert_int_eq (array_write (a, buf, sizeof buf, 0), 4096);
+  /* m2 fails a write: the bump that marks it writes m0 and m1, and m1's
+   * fdatasync fails once. */
+  io_mem_stats (fx.mem[2])->fail_pwrite = -EIO;
+  io_mem_stats (fx.mem[1])->fail_fdatasync = -EIO;
+  io_mem_stats (fx.mem[1])->fail_fdatasync_times = 1;
+  ck_assert_int_eq (array_write (a, buf, sizeof buf, CHUNK), 4096);
+  ck_assert_int_eq (array_member_state (a, 2), MEMBER_FAULTY);
+  ck_assert_int_eq (array_member_state (a, 1), MEMBER_FAULTY);
+  struct md_sb s0 = member_sb (&fx, 0);
+  ck_assert_uint_eq (s0.dev_roles[1], SB_ROLE_FAULTY);
+  ck_assert_uint_eq (s0.dev_roles[2], SB_ROLE_FAULTY);
+  unsigned long syncs1 = io_mem_stats (fx.mem[1])->syncs;
+  ck_assert_int_eq (array_flush (a), 0);
+  ck_assert_uint_eq (io_mem_stats (fx.mem[1])->syncs, syncs1);
+  array_close (a, true);
+  fx_free (&fx);
+}
+END_TEST
+
+/* Issue 13, bug 5.  The bitmap fails while the mount-time resync clears
+ * bits: the mount goes on without it (members ahead of it), the resync
+ * completes, and the next mount copies everything. */
+START_TEST (test_bitmap_failure_during_mount_resync_goes_on_without_it)
+{
+  struct fixture fx;
+  fx_create (&fx, 2);
+  size_t len;
+  uint8_t *b = io_mem_data (fx.bmem, &len);
+  b[bitmap_bit_byte (4)] |= bitmap_bit_mask (4);
+  io_mem_data (fx.mem[1], &len)[4 * CHUNK] = 0x44;
+  /* The assembly's header write lands; the checkpoint's page write does
+   * not. */
+  io_mem_stats (fx.bmem)->fail_pwrite = -EIO;
+  io_mem_stats (fx.bmem)->fail_pwrite_after = 1;
+  struct array *a = fx_assemble (&fx, NULL);
+  ck_assert_ptr_nonnull (a);
+  struct array_resync_stats st;
+  ck_assert_int_eq (array_resync (a, &st), 0);
+  ck_assert (members_identical (&fx));
+  ck_assert_uint_gt (member_sb (&fx, 0).events, disk_header (&fx).events);
+  static uint8_t buf[4096];
+  ck_assert_int_eq (array_write (a, buf, sizeof buf, 9 * CHUNK), 4096);
+  array_close (a, false);
+
+  io_mem_stats (fx.bmem)->fail_pwrite = 0;
+  a = fx_assemble (&fx, NULL);
+  ck_assert_ptr_nonnull (a);
+  ck_assert_int_eq (array_resync (a, &st), 0);
+  ck_assert (st.full);
+  ck_assert_int_eq (array_close (a, true), 0);
+  fx_free (&fx);
+}
+END_TEST
+
+static void
+wait_check (struct array *a)
+{
+  char js[4096];
+  for (int i = 0; i < 5000; i++) {
+    array_status_json (a, js, sizeof js);
+    if (!strstr (js, "\"running\":true"))
+      return;
+    struct timespec ts = { 0, 1000000 };
+    nanosleep (&ts, NULL);
+  }
+  ck_abort_msg ("the check did not end: %s", js);
+}
+
+/* Issue 13, bug 7.  A repair that cannot make its bits durable, nor
+ * durably abandon the bitmap, writes nothing. */
+START_TEST (test_repair_writes_nothing_while_the_bitmap_is_unsafe)
+{
+  struct fixture fx;
+  fx_create (&fx, 2);
+  struct array *a = fx_assemble (&fx, NULL);
+  ck_assert_ptr_nonnull (a);
+  static uint8_t buf[4096];
+  ck_assert_int_eq (array_write (a, buf, sizeof buf, 0), 4096);
+  size_t len;
+  io_mem_data (fx.mem[1], &len)[3 * CHUNK] = 0x5a;
+  /* The bitmap fails; so does every superblock write that would make it
+   * stale; m1's next write (the repair's) would land. */
+  io_mem_stats (fx.bmem)->fail_pwrite = -EIO;
+  io_mem_stats (fx.mem[0])->fail_pwrite = -EIO;
+  io_mem_stats (fx.mem[1])->fail_pwrite = -EIO;
+  io_mem_stats (fx.mem[1])->fail_pwrite_times = 1;
+  char msg[256];
+  ck_assert_int_eq (array_check_start (a, true, 0, msg, sizeof msg), 0);
+  wait_check (a);
+  ck_assert_uint_eq (io_mem_data (fx.mem[1], &len)[3 * CHUNK], 0x5a);
+  io_mem_stats (fx.mem[0])->fail_pwrite = 0;
+  array_close (a, false);
+  fx_free (&fx);
+}
+END_TEST
+
+/* Issue 13, bug 7 (second part).  A failed check read counts as a read
+ * error, a failed repair write as a write error. */
+START_TEST (test_check_errors_are_counted_by_kind)
+{
+  struct fixture fx;
+  fx_create (&fx, 3);
+  struct array *a = fx_assemble (&fx, NULL);
+  ck_assert_ptr_nonnull (a);
+  static uint8_t buf[4096];
+  ck_assert_int_eq (array_write (a, buf, sizeof buf, 0), 4096);
+  io_mem_stats (fx.mem[2])->fail_pread = -EIO;
+  char msg[256], js[4096];
+  ck_assert_int_eq (array_check_start (a, false, 0, msg, sizeof msg), 0);
+  wait_check (a);
+  array_status_json (a, js, sizeof js);
+  ck_assert_ptr_nonnull (strstr (js, "\"read_errors\":1,\"write_errors\":0"));
+  size_t len;
+  io_mem_data (fx.mem[1], &len)[3 * CHUNK] = 0x5a;
+  io_mem_stats (fx.mem[1])->fail_pwrite = -EIO;
+  ck_assert_int_eq (array_check_start (a, true, 0, msg, sizeof msg), 0);
+  wait_check (a);
+  array_status_json (a, js, sizeof js);
+  ck_assert_msg (strstr (js, "\"read_errors\":0,\"write_errors\":1") != NULL, "%s", js);
+  io_mem_stats (fx.mem[1])->fail_pwrite = 0;
+  array_close (a, true);
+  fx_free (&fx);
+}
+END_TEST
+
 static Suite *
 array_suite (void)
 {
@@ -659,6 +893,13 @@ array_suite (void)
   tcase_add_test (tc, test_stale_bitmap_that_cannot_be_rebuilt_still_copies_everything);
   tcase_add_test (tc, test_sequential_reads_stay_on_one_member_others_take_turns);
   tcase_add_test (tc, test_parallel_member_writes_and_syncs_handle_errors);
+  tcase_add_test (tc, test_bitmap_header_sync_failure_in_a_bump_leaves_the_members_ahead);
+  tcase_add_test (tc, test_write_skipping_a_member_replies_only_once_it_is_durably_faulty);
+  tcase_add_test (tc, test_fsync_is_eio_while_a_faulty_marking_cannot_be_made_durable);
+  tcase_add_test (tc, test_superblock_sync_error_is_not_lost_to_later_syncs);
+  tcase_add_test (tc, test_bitmap_failure_during_mount_resync_goes_on_without_it);
+  tcase_add_test (tc, test_repair_writes_nothing_while_the_bitmap_is_unsafe);
+  tcase_add_test (tc, test_check_errors_are_counted_by_kind);
   suite_add_tcase (s, tc);
   return s;
 }
