@@ -219,6 +219,34 @@ array_member_failed (struct array *a, uint32_t slot, int err,
 }
 
 int
+array_write_recovery_sb_locked (struct array *a, uint32_t slot,
+                                uint64_t offset, bool bitmap_guided)
+{
+  struct md_sb sb;
+  build_sb (a, slot, &sb);
+  sb.dev_roles[slot] = (uint16_t) slot;
+  sb.recovering = true;
+  sb.recovery_bitmap = bitmap_guided;
+  sb.recovery_offset = offset;
+  int r = write_member_sb (a, slot, &sb);
+  if (r == 0)
+    a->m[slot].sb = sb;
+  return r;
+}
+
+int
+array_write_recovery_sb (struct array *a, uint32_t slot, uint64_t offset,
+                         bool bitmap_guided)
+{
+  pthread_mutex_lock (&a->sb_lock);
+  int r = array_write_recovery_sb_locked (a, slot, offset, bitmap_guided);
+  pthread_mutex_unlock (&a->sb_lock);
+  if (r < 0)
+    array_member_failed (a, slot, r, MEMBER_IO_RECOVERY_WRITE);
+  return r;
+}
+
+int
 array_member_left_out (struct array *a, uint32_t slot)
 {
   if (__atomic_load_n (&a->m[slot].out_on_disk, __ATOMIC_ACQUIRE))
@@ -376,6 +404,7 @@ array_assemble (struct io_file **members, size_t n, struct io_file *bitmap_io,
       random_bytes (m->sb.device_uuid, 16);
     }
     m->recovery = plan.slot[s];
+    m->recover_from = plan.recover_from[s];
     m->state = plan.slot[s] == SLOT_CURRENT ? MEMBER_ACTIVE : MEMBER_BEHIND;
   }
 

@@ -23,6 +23,7 @@ struct array_member {
   struct md_sb sb;              /* this member's superblock as last written */
   int state;                    /* enum member_state; atomic loads */
   enum slot_state recovery;     /* what a behind member needs */
+  uint64_t recover_from;        /* SLOT_BEHIND_FULL: copied below (sectors) */
   bool just_recovered;          /* its superblock is written after the others' */
   uint64_t read_errors, write_errors;
   /* Where the last read from this member ended: a read that starts there
@@ -152,6 +153,16 @@ int array_member_failed (struct array *a, uint32_t slot, int err,
  * MD_SB_CHANGE_PENDING).  Waits for a marking in progress; 0, or -EIO when
  * the marking could not be made durable. */
 int array_member_left_out (struct array *a, uint32_t slot);
+/* Write member SLOT's own superblock as a member under recovery (SPEC
+ * §8, md's recovery offset): the array's events and roles, its own role
+ * its slot, and OFFSET sectors copied (the copies below it durable
+ * already), or BITMAP_GUIDED.  Assembled alone, it is then refused as not
+ * current; assembled with the others, its recovery resumes.  On error the
+ * member is failed.  0 or a negative errno; _locked with sb_lock held. */
+int array_write_recovery_sb (struct array *a, uint32_t slot, uint64_t offset,
+                             bool bitmap_guided);
+int array_write_recovery_sb_locked (struct array *a, uint32_t slot,
+                                    uint64_t offset, bool bitmap_guided);
 /* Before the first write the superblocks say the members may differ
  * (resync_offset = 0, md's "active").  0 or a negative errno. */
 int array_mark_active (struct array *a);

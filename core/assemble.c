@@ -23,6 +23,18 @@ add_warning (struct assemble_plan *p, const char *fmt, ...)
   va_end (ap);
 }
 
+enum slot_state
+assemble_recovery_mode (const struct md_sb *sb, bool bits_usable,
+                        uint64_t size, uint64_t *from)
+{
+  *from = 0;
+  if (bits_usable && (!sb->recovering || sb->recovery_bitmap))
+    return SLOT_BEHIND_BITMAP;
+  if (bits_usable)
+    *from = sb->recovery_offset < size ? sb->recovery_offset : size;
+  return SLOT_BEHIND_FULL;
+}
+
 int
 assemble_decide (const struct member_probe *m, const char *const *names,
                  size_t n, const struct assemble_bitmap_in *bm,
@@ -51,7 +63,9 @@ assemble_decide (const struct member_probe *m, const char *const *names,
       maxev = m[i].sb.events;
     }
   for (size_t i = 0; ref >= 0 && i < n; i++) {
-    if (m[i].status != SB_VALID || m[i].sb.events != maxev)
+    /* A member in the middle of a recovery is never current. */
+    if (m[i].status != SB_VALID || m[i].sb.events != maxev
+        || m[i].sb.recovering)
       continue;
     bool marked = false;
     for (size_t j = 0; j < n; j++)
@@ -172,7 +186,7 @@ assemble_decide (const struct member_probe *m, const char *const *names,
           && m[j].sb.dev_roles[s] == SB_ROLE_FAULTY)
         marked_faulty = true;
     if (m[i].status == SB_VALID && m[i].sb.events == r->events
-        && !marked_faulty)
+        && !marked_faulty && !m[i].sb.recovering)
       plan->slot[s] = SLOT_CURRENT;
     else
       plan->slot[s] = SLOT_BEHIND_FULL;         /* refined below */
@@ -181,6 +195,10 @@ assemble_decide (const struct member_probe *m, const char *const *names,
   bool any_current = false;
   for (uint32_t s = 0; s < r->raid_disks; s++)
     any_current |= plan->slot[s] == SLOT_CURRENT;
+  if (!any_current && r->recovering)
+    FAIL ("%s: in the middle of a recovery (recovery offset %" PRIu64
+          " sectors): it is not a whole copy of the volume; give the member "
+          "it was recovering from", names[ref], r->recovery_offset);
   if (!any_current)
     FAIL ("no member is current: every member with the newest events (%"
           PRIu64 ") is marked faulty by another; refusing to choose",
@@ -267,18 +285,31 @@ assemble_decide (const struct member_probe *m, const char *const *names,
   }
 
   /* A behind member copies only the set bits when the bitmap is current
-   * and no bit was cleared since it left (its events >= events_cleared). */
+   * and no bit was cleared since it left (its events >= events_cleared).
+   * A member whose recovery was interrupted carries the events of when
+   * it began: with no bit cleared since, a bitmap-guided one copies the
+   * set bits again, and a full one resumes at its recovery offset, the
+   * set bits below it copied again (the writes that were in flight when
+   * it stopped). */
   for (uint32_t s = 0; s < r->raid_disks; s++) {
     int i = plan->member_of_slot[s];
     if (i < 0 || plan->slot[s] != SLOT_BEHIND_FULL)
       continue;
-    if (m[i].status == SB_VALID && plan->bitmap == BITMAP_USE_CURRENT
-        && m[i].sb.events >= bm->hdr.events_cleared)
-      plan->slot[s] = SLOT_BEHIND_BITMAP;
-    add_warning (plan, "%s: behind the array: %s", names[i],
-                 plan->slot[s] == SLOT_BEHIND_BITMAP
-                 ? "recovering the chunks the bitmap marks"
-                 : "recovering everything");
+    bool bits_usable = m[i].status == SB_VALID
+      && plan->bitmap == BITMAP_USE_CURRENT
+      && m[i].sb.events >= bm->hdr.events_cleared;
+    plan->slot[s] = assemble_recovery_mode (&m[i].sb, bits_usable, r->size,
+                                            &plan->recover_from[s]);
+    if (plan->slot[s] == SLOT_BEHIND_BITMAP)
+      add_warning (plan, "%s: behind the array: recovering the chunks the "
+                   "bitmap marks", names[i]);
+    else if (plan->recover_from[s] > 0)
+      add_warning (plan, "%s: behind the array: resuming its recovery at "
+                   "sector %" PRIu64 " (and the chunks the bitmap marks "
+                   "below it)", names[i], plan->recover_from[s]);
+    else
+      add_warning (plan, "%s: behind the array: recovering everything",
+                   names[i]);
   }
 
   if (plan->bitmap == BITMAP_UNUSED && r->resync_offset != SB_RESYNC_CLEAN)

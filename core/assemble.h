@@ -46,6 +46,10 @@ struct assemble_plan {
   size_t reference;             /* index of the first current member */
   int member_of_slot[ASSEMBLE_MAX_SLOTS];  /* member index, or -1 */
   enum slot_state slot[ASSEMBLE_MAX_SLOTS];
+  /* SLOT_BEHIND_FULL: the sectors below this were copied by a recovery
+   * that a crash or a stop interrupted (its recovery offset); of them
+   * only the chunks the bitmap marks are recovered again.  0: none. */
+  uint64_t recover_from[ASSEMBLE_MAX_SLOTS];
   enum bitmap_verdict bitmap;
   uint64_t bitmap_chunk;        /* the chunk size to use */
   char bitmap_stale_reason[200];
@@ -54,6 +58,17 @@ struct assemble_plan {
   uint64_t resync_from;
   char warnings[512];           /* non-fatal findings, for the log */
 };
+
+/* How a member that is behind is recovered: SLOT_BEHIND_BITMAP (the set
+ * bits only) when BITS_USABLE (the bitmap is current and no bit was
+ * cleared since the member left: its events >= events_cleared) and no
+ * full recovery of it was interrupted; else SLOT_BEHIND_FULL, from
+ * *FROM sectors on (the recovery offset of an interrupted full recovery
+ * when BITS_USABLE, so the set bits below it cover what it missed; else
+ * 0).  SIZE: the volume, in sectors. */
+enum slot_state assemble_recovery_mode (const struct md_sb *sb,
+                                        bool bits_usable, uint64_t size,
+                                        uint64_t *from);
 
 /* Decide.  Returns 0 with PLAN filled, or -1 with ERR naming the file and
  * the problem.  M[i].name is the member's path. */

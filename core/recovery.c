@@ -101,15 +101,20 @@ recovery_main (void *arg)
   int r = posix_memalign ((void **) &buf, 4096, RECOVERY_BUF) ? -ENOMEM : 0;
   uint64_t copied = 0;
 
+  /* A full recovery copies every chunk from full_from on; below it (a
+   * recovery resumed at its recovery offset), and in a bitmap-guided one,
+   * only the set bits: a clear bit was not written since the member left
+   * (no bit has been cleared since, by the events_cleared rule). */
+  uint64_t full_from = a->recovery_full
+    ? a->m[slot].recover_from * 512 / chunk : nchunks;
+  uint64_t pending = 0;
   for (uint64_t c = 0; c < nchunks && r == 0; c++) {
     if (__atomic_load_n (&a->stopping, __ATOMIC_ACQUIRE)
         || state_of (a, slot) != MEMBER_BEHIND) {
       r = -ECANCELED;
       break;
     }
-    /* A clear bit: not written since the member left (no bit has been
-     * cleared since, by the events_cleared rule). */
-    if (!a->recovery_full && !bitmap_test (a->bm, c))
+    if (c < full_from && !(a->bm && bitmap_test (a->bm, c)))
       continue;
     uint64_t start = c * chunk;
     uint64_t end = start + chunk < a->volume_bytes ? start + chunk
@@ -117,6 +122,18 @@ recovery_main (void *arg)
     r = recover_range (a, slot, buf, start, end);
     copied++;
     __atomic_store_n (&a->recovery_pos, copied, __ATOMIC_RELAXED);
+    pending += end - start;
+    if (r == 0 && c >= full_from && pending >= RESYNC_CHECKPOINT_BYTES) {
+      /* Checkpoint: the copies so far are durable, then the member's
+       * recovery offset says so; a crash or a stop resumes here. */
+      pending = 0;
+      r = array_member_sync (a, slot);
+      uint64_t done = end / 512;
+      if (r == 0)
+        r = array_write_recovery_sb (a, slot, done, false);
+      if (r == 0)
+        a->m[slot].recover_from = done;
+    }
   }
   free (buf);
   if (r == 0)
@@ -221,13 +238,17 @@ array_readd_member (struct array *a, struct io_file *io, uint32_t same_slot,
     }
   }
 
-  bool bits = false;
+  bool bits_usable = false;
   if (a->bm && !__atomic_load_n (&a->bitmap_skip, __ATOMIC_ACQUIRE)
       && p.status == SB_VALID) {
     struct bitmap_header h;
     bitmap_get_header (a->bm, &h);
-    bits = p.sb.events >= h.events_cleared;
+    bits_usable = p.sb.events >= h.events_cleared;
   }
+  uint64_t from;
+  bool bits = assemble_recovery_mode (&p.sb, bits_usable,
+                                      a->volume_bytes / 512, &from)
+    == SLOT_BEHIND_BITMAP;
   if (!reuse) {
     /* A writer may still be inside a pwrite on the old file: it closes at
      * shutdown. */
@@ -244,12 +265,27 @@ array_readd_member (struct array *a, struct io_file *io, uint32_t same_slot,
   if (p.status != SB_VALID)
     random_bytes (a->m[slot].sb.device_uuid, 16);
   a->m[slot].read_errors = a->m[slot].write_errors = 0;
+  pthread_mutex_lock (&a->m[slot].sync_lock);
+  a->m[slot].sync_err = 0;      /* a new start: its lost writes are recovered */
+  pthread_mutex_unlock (&a->m[slot].sync_lock);
+  a->m[slot].recover_from = from;
+  /* Before the first copy lands, its own superblock says it is being
+   * recovered: assembled alone after a crash, it is refused as not
+   * current, and with the others its recovery resumes (SPEC §8).  It is
+   * still faulty here: no user write reaches it yet. */
+  r = array_write_recovery_sb_locked (a, slot, bits ? 0 : from, bits);
+  if (r < 0) {
+    snprintf (msg, msglen, "%s: cannot write its superblock: %s", io->name,
+              strerror (-r));
+    pthread_mutex_unlock (&a->sb_lock);
+    return r;
+  }
   a->recovery_slot = slot;
   a->recovery_full = !bits;
   a->recovery_pos = 0;
   uint64_t chunk = array_copy_unit (a);
   a->recovery_total = bits ? bitmap_dirty_count (a->bm)
-    : (a->volume_bytes + chunk - 1) / chunk;
+    : (a->volume_bytes + chunk - 1) / chunk - from * 512 / chunk;
   a->recovery_start = now_seconds ();
   set_state (a, slot, MEMBER_BEHIND);
   if (a->bm)

@@ -76,6 +76,9 @@ struct checkpoint
 {
   struct array *a;
   bool written[ASSEMBLE_MAX_SLOTS];
+  /* Behind members recovered in full: their recovery offset advances to
+   * the checkpoint's end once their copies are durable. */
+  const bool *full_target;
   uint64_t first, end;          /* chunks */
   uint64_t chunk;
   bool last, any_behind;
@@ -89,6 +92,16 @@ checkpoint_run (struct checkpoint *k)
 {
   struct array *a = k->a;
   int r = sync_targets (a, k->written);
+  uint64_t done = k->end * k->chunk / 512;
+  if (done > a->volume_bytes / 512)
+    done = a->volume_bytes / 512;
+  for (uint32_t s = 0; s < a->nslots && r == 0; s++)
+    if (k->full_target[s] && state_of (a, s) == MEMBER_BEHIND
+        && done > a->m[s].recover_from) {
+      /* A member that fails here is left out; the resync goes on. */
+      if (array_write_recovery_sb (a, s, done, false) == 0)
+        a->m[s].recover_from = done;
+    }
   /* Bits go only while every slot is active: a missing, faulty or behind
    * member may still need them (md's NEEDED). */
   if (r == 0 && a->bm && !a->bitmap_gone && !k->any_behind && all_active (a)
@@ -154,6 +167,9 @@ array_resync (struct array *a, struct array_resync_stats *st)
 
   bool bits_target[ASSEMBLE_MAX_SLOTS] = { 0 };
   bool full_target[ASSEMBLE_MAX_SLOTS] = { 0 };
+  /* A full target copies every chunk from here on, only the set bits
+   * below (a recovery resumed at its recovery offset). */
+  uint64_t full_from[ASSEMBLE_MAX_SLOTS] = { 0 };
   bool current_target[ASSEMBLE_MAX_SLOTS] = { 0 };
   bool any_behind = false, any_target = false;
   for (uint32_t s = 0; s < a->nslots; s++) {
@@ -172,10 +188,19 @@ array_resync (struct array *a, struct array_resync_stats *st)
     else if (state == MEMBER_BEHIND) {
       any_behind = true;
       any_target = true;
-      if (a->m[s].recovery == SLOT_BEHIND_BITMAP && a->bm)
+      bool bits = a->m[s].recovery == SLOT_BEHIND_BITMAP && a->bm;
+      if (bits)
         bits_target[s] = true;
-      else
+      else {
         full_target[s] = true;
+        if (a->bm)
+          full_from[s] = a->m[s].recover_from * 512 / chunk;
+        else
+          a->m[s].recover_from = 0;
+      }
+      /* Its own superblock says it is being recovered before the first
+       * copy lands: alone, it is no longer taken as current (SPEC §8). */
+      array_write_recovery_sb (a, s, bits ? 0 : a->m[s].recover_from, bits);
     }
   }
   st->full = a->bitmap_stale_at_mount
@@ -193,7 +218,8 @@ array_resync (struct array *a, struct array_resync_stats *st)
   bool written[ASSEMBLE_MAX_SLOTS] = { 0 };
   uint64_t pending_first = 0, pending_bytes = 0;
   uint64_t ahead = 0;           /* bits_only: the first dirty chunk after c */
-  struct checkpoint ck = { .a = a, .chunk = chunk, .any_behind = any_behind };
+  struct checkpoint ck = { .a = a, .chunk = chunk, .any_behind = any_behind,
+                           .full_target = full_target };
   uint64_t from_chunk = a->resync_from == UINT64_MAX ? nchunks
     : a->resync_from * 512 / chunk;
   int r = 0;
@@ -227,7 +253,8 @@ array_resync (struct array *a, struct array_resync_stats *st)
     bool any = false;
     for (uint32_t s = 0; s < a->nslots; s++) {
       want[s] = state_of (a, s) != MEMBER_FAULTY
-        && (full_target[s] || (dirty && bits_target[s])
+        && ((full_target[s] && (c >= full_from[s] || dirty))
+            || (dirty && bits_target[s])
             || (current_target[s] && c >= from_chunk));
       any |= want[s];
     }

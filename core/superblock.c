@@ -61,6 +61,16 @@ sb_checksum (const uint8_t block[SB_BLOCK_SIZE])
   return (uint32_t) ((sum & 0xffffffff) + (sum >> 32));
 }
 
+uint32_t
+sb_feature_map (const struct md_sb *sb)
+{
+  /* The bitmap is external: the only features are a recovery's. */
+  if (!sb->recovering)
+    return 0;
+  return MD_FEATURE_RECOVERY_OFFSET
+    | (sb->recovery_bitmap ? MD_FEATURE_RECOVERY_BITMAP : 0);
+}
+
 void
 sb_encode (const struct md_sb *sb, uint8_t block[SB_BLOCK_SIZE])
 {
@@ -68,7 +78,9 @@ sb_encode (const struct md_sb *sb, uint8_t block[SB_BLOCK_SIZE])
   struct mdp_superblock_1 *s = (void *) block;
   s->magic = htole32 (MD_SB_MAGIC);
   s->major_version = htole32 (1);
-  s->feature_map = htole32 (0);         /* the bitmap is external */
+  s->feature_map = htole32 (sb_feature_map (sb));
+  if (sb->recovering)
+    s->recovery_offset = htole64 (sb->recovery_offset);
   memcpy (s->set_uuid, sb->set_uuid, 16);
   memcpy (s->set_name, sb->set_name, strnlen (sb->set_name, sizeof s->set_name));
   s->ctime = htole64 (sb->ctime & 0xffffffffffULL);
@@ -123,6 +135,12 @@ sb_decode (const uint8_t block[SB_BLOCK_SIZE], struct md_sb *sb,
   memcpy (sb->device_uuid, s->device_uuid, 16);
   sb->events = le64toh (s->events);
   sb->resync_offset = le64toh (s->resync_offset);
+  if (le32toh (s->feature_map) & MD_FEATURE_RECOVERY_OFFSET) {
+    sb->recovering = true;
+    sb->recovery_offset = le64toh (s->recovery_offset);
+    sb->recovery_bitmap
+      = (le32toh (s->feature_map) & MD_FEATURE_RECOVERY_BITMAP) != 0;
+  }
   sb->max_dev = le32toh (s->max_dev);
 
   if (sb->max_dev > SB_MAX_DEV) {
@@ -151,10 +169,18 @@ sb_decode (const uint8_t block[SB_BLOCK_SIZE], struct md_sb *sb,
               ", expected 1", le32toh (s->major_version));
     return SB_UNSUPPORTED;
   }
-  if (le32toh (s->feature_map) != 0) {
+  uint32_t features = le32toh (s->feature_map);
+  if (features & ~(uint32_t) (MD_FEATURE_RECOVERY_OFFSET
+                              | MD_FEATURE_RECOVERY_BITMAP)) {
     snprintf (why, whylen, "md feature map 0x%" PRIx32
               " (internal bitmap, reshape or journal) is not supported",
-              le32toh (s->feature_map));
+              features);
+    return SB_UNSUPPORTED;
+  }
+  if ((features & MD_FEATURE_RECOVERY_BITMAP)
+      && !(features & MD_FEATURE_RECOVERY_OFFSET)) {
+    snprintf (why, whylen, "md feature map 0x%" PRIx32 ": a bitmap-guided "
+              "recovery without a recovery offset", features);
     return SB_UNSUPPORTED;
   }
   if (sb->level != 1) {

@@ -29,6 +29,14 @@ struct md_sb {
   uint8_t device_uuid[16];
   uint64_t events;
   uint64_t resync_offset;       /* sectors; SB_RESYNC_CLEAN when clean */
+  /* A member being recovered (md's MD_FEATURE_RECOVERY_OFFSET): its data
+   * below recovery_offset (sectors) is copied, above it is not.
+   * recovery_bitmap: the recovery copies only the chunks the bitmap marks
+   * (MD_FEATURE_RECOVERY_BITMAP), and recovery_offset says nothing of its
+   * data.  Never current while recovering. */
+  bool recovering;
+  bool recovery_bitmap;
+  uint64_t recovery_offset;
   uint32_t max_dev;
   uint32_t sb_csum;              /* as stored (decode only) */
   uint16_t dev_roles[SB_MAX_DEV];
@@ -50,6 +58,9 @@ uint64_t sb_member_size_for (uint64_t volume_bytes);
 
 /* The md checksum of an encoded block (SPEC §2). */
 uint32_t sb_checksum (const uint8_t block[SB_BLOCK_SIZE]);
+
+/* md's feature_map for SB. */
+uint32_t sb_feature_map (const struct md_sb *sb);
 
 /* Encode SB into a zeroed 4 KiB BLOCK with a correct checksum. */
 void sb_encode (const struct md_sb *sb, uint8_t block[SB_BLOCK_SIZE]);

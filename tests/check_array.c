@@ -870,6 +870,101 @@ START_TEST (test_check_errors_are_counted_by_kind)
 }
 END_TEST
 
+static void
+wait_recovery (struct array *a)
+{
+  char js[4096];
+  for (int i = 0; i < 5000; i++) {
+    array_status_json (a, js, sizeof js);
+    if (strstr (js, "\"recovery\":null"))
+      return;
+    struct timespec ts = { 0, 1000000 };
+    nanosleep (&ts, NULL);
+  }
+  ck_abort_msg ("the recovery did not end: %s", js);
+}
+
+/* Issue 13, bug 6.  A re-added member's own superblock says it is being
+ * recovered before its first copy: when the recovery stops half way
+ * (here its write fails), that member alone is refused, even with
+ * -o degraded, instead of being served as the volume. */
+START_TEST (test_readd_marks_the_member_recovering_before_it_copies)
+{
+  struct fixture fx;
+  fx_create (&fx, 2);
+  struct array *a = fx_assemble (&fx, NULL);
+  ck_assert_ptr_nonnull (a);
+  char msg[256];
+  ck_assert_int_eq (array_fail_member (a, 1, msg, sizeof msg), 0);
+  static uint8_t buf[4096];
+  fill (buf, sizeof buf, 41);
+  ck_assert_int_eq (array_write (a, buf, sizeof buf, 6 * CHUNK), 4096);
+  ck_assert_int_eq (array_write (a, buf, sizeof buf, 9 * CHUNK), 4096);
+  /* One write lands on m1 (its superblock; or, were it not written, the
+   * first chunk's copy), then the recovery fails half way. */
+  io_mem_stats (fx.mem[1])->fail_pwrite = -EIO;
+  io_mem_stats (fx.mem[1])->fail_pwrite_after = 1;
+  ck_assert_int_eq (array_readd_member (a, NULL, 1, msg, sizeof msg), 0);
+  wait_recovery (a);
+  ck_assert_int_eq (array_member_state (a, 1), MEMBER_FAULTY);
+  struct md_sb s1 = member_sb (&fx, 1);
+  ck_assert (s1.recovering);
+  array_close (a, false);
+  io_mem_stats (fx.mem[1])->fail_pwrite = 0;
+
+  struct io_file *m1 = io_mem_reopen (fx.mem[1]);
+  /* Even forced past the bitmap that is newer than it. */
+  struct array_options deg = { .degraded = true, .force = true };
+  unsigned long w1 = io_mem_stats (fx.mem[1])->pwrites;
+  ck_assert_ptr_null (array_assemble (&m1, 1, io_mem_reopen (fx.bmem), &deg));
+  ck_assert_uint_eq (io_mem_stats (fx.mem[1])->pwrites, w1);
+  fx_free (&fx);
+}
+END_TEST
+
+/* Issue 13, bug 6.  A full recovery interrupted at its recovery offset
+ * resumes there: the next mount copies the chunks from the offset on and
+ * the set bits below it (what it missed meanwhile), no more. */
+START_TEST (test_interrupted_full_recovery_resumes_at_its_recovery_offset)
+{
+  struct fixture fx;
+  fx_create (&fx, 2);
+  struct md_sb s0 = member_sb (&fx, 0), s1 = member_sb (&fx, 1);
+  s0.events = s1.events = 5;
+  s0.dev_roles[1] = SB_ROLE_FAULTY;
+  s1.recovering = true;
+  s1.recovery_offset = 8 * CHUNK / 512;
+  ck_assert_int_eq (member_write_sb (fx.mem[0], &s0), 0);
+  ck_assert_int_eq (member_write_sb (fx.mem[1], &s1), 0);
+  struct bitmap_header h = disk_header (&fx);
+  h.events = 5;
+  h.events_cleared = 3;
+  uint8_t hdr[BITMAP_HEADER_SIZE];
+  bitmap_header_encode (&h, hdr);
+  ck_assert_int_eq (io_pwrite_full (fx.bmem, hdr, sizeof hdr, 0), 0);
+  size_t len;
+  uint8_t *b = io_mem_data (fx.bmem, &len);
+  b[bitmap_bit_byte (2)] |= bitmap_bit_mask (2);
+  uint8_t *d0 = io_mem_data (fx.mem[0], &len);
+  d0[2 * CHUNK] = 0x22;
+  d0[10 * CHUNK] = 0x10;
+  d0[15 * CHUNK + 7] = 0x15;
+
+  struct array *a = fx_assemble (&fx, NULL);
+  ck_assert_ptr_nonnull (a);
+  ck_assert_int_eq (array_member_state (a, 1), MEMBER_BEHIND);
+  struct array_resync_stats st;
+  ck_assert_int_eq (array_resync (a, &st), 0);
+  ck_assert_uint_eq (st.chunks_copied, 1 + (NCHUNKS - 8));
+  ck_assert (members_identical (&fx));
+  ck_assert_int_eq (array_member_state (a, 1), MEMBER_ACTIVE);
+  ck_assert (!member_sb (&fx, 1).recovering);
+  ck_assert_int_eq (array_close (a, true), 0);
+  ck_assert_uint_eq (member_sb (&fx, 1).events, member_sb (&fx, 0).events);
+  fx_free (&fx);
+}
+END_TEST
+
 static Suite *
 array_suite (void)
 {
@@ -900,6 +995,8 @@ array_suite (void)
   tcase_add_test (tc, test_bitmap_failure_during_mount_resync_goes_on_without_it);
   tcase_add_test (tc, test_repair_writes_nothing_while_the_bitmap_is_unsafe);
   tcase_add_test (tc, test_check_errors_are_counted_by_kind);
+  tcase_add_test (tc, test_readd_marks_the_member_recovering_before_it_copies);
+  tcase_add_test (tc, test_interrupted_full_recovery_resumes_at_its_recovery_offset);
   suite_add_tcase (s, tc);
   return s;
 }

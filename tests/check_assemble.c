@@ -288,6 +288,70 @@ START_TEST (test_member_marked_faulty_by_a_current_member_listed_after_it_is_beh
 }
 END_TEST
 
+/* Issue 13, bug 6: md's recovery offset.  A member whose recovery was
+ * interrupted is never current, even with the newest events and no one
+ * marking it faulty. */
+START_TEST (test_member_mid_recovery_alone_is_refused_even_degraded)
+{
+  struct member_probe m[1];
+  struct assemble_bitmap_in b;
+  member (&m[0], 1, 12);
+  m[0].sb.recovering = true;
+  m[0].sb.recovery_offset = 4096;
+  bitmap_in (&b, 12, 10);
+  ASSERT_REFUSED_NAMING (decide (m, 1, &b, true, false), NAMES[0]);
+  ck_assert_ptr_nonnull (strstr (err, "recovery"));
+  ASSERT_REFUSED_NAMING (decide (m, 1, &b, true, true), NAMES[0]);
+}
+END_TEST
+
+START_TEST (test_interrupted_full_recovery_resumes_at_its_recovery_offset)
+{
+  struct member_probe m[2];
+  struct assemble_bitmap_in b;
+  member (&m[0], 0, 12);
+  m[0].sb.dev_roles[1] = SB_ROLE_FAULTY;
+  member (&m[1], 1, 12);                /* the events of when it began */
+  m[1].sb.recovering = true;
+  m[1].sb.recovery_offset = 300 * CHUNK / 512;
+  bitmap_in (&b, 12, 10);
+  /* Listed first, it is still not the reference. */
+  struct member_probe r[2] = { m[1], m[0] };
+  ASSERT_OK (decide (r, 2, &b, false, false));
+  ck_assert_int_eq (plan.slot[0], SLOT_CURRENT);
+  ck_assert_int_eq (plan.slot[1], SLOT_BEHIND_FULL);
+  ck_assert_uint_eq (plan.recover_from[1], 300 * CHUNK / 512);
+  ck_assert_uint_eq (plan.reference, 1);
+  ck_assert_ptr_nonnull (strstr (plan.warnings, "resuming"));
+  /* A bit cleared since it began: the bits below the offset no longer
+   * say what it missed; everything is copied. */
+  bitmap_in (&b, 12, 13);
+  ASSERT_OK (decide (m, 2, &b, false, false));
+  ck_assert_int_eq (plan.slot[1], SLOT_BEHIND_FULL);
+  ck_assert_uint_eq (plan.recover_from[1], 0);
+  /* A stale bitmap: the same. */
+  bitmap_in (&b, 11, 10);
+  ASSERT_OK (decide (m, 2, &b, false, false));
+  ck_assert_uint_eq (plan.recover_from[1], 0);
+}
+END_TEST
+
+START_TEST (test_interrupted_bitmap_guided_recovery_copies_the_set_bits_again)
+{
+  struct member_probe m[2];
+  struct assemble_bitmap_in b;
+  member (&m[0], 0, 12);
+  m[0].sb.dev_roles[1] = SB_ROLE_FAULTY;
+  member (&m[1], 1, 11);
+  m[1].sb.recovering = true;
+  m[1].sb.recovery_bitmap = true;
+  m[1].sb.recovery_offset = 0;
+  bitmap_in (&b, 12, 10);
+  ASSERT_OK (decide (m, 2, &b, false, false));
+  ck_assert_int_eq (plan.slot[1], SLOT_BEHIND_BITMAP);
+}
+END_TEST
+
 START_TEST (test_torn_member_gets_full_recovery)
 {
   struct member_probe m[2];
@@ -665,6 +729,9 @@ assemble_suite (void)
   tcase_add_test (tc, test_member_marked_faulty_by_the_current_member_is_behind);
   tcase_add_test (tc, test_member_marked_faulty_by_a_current_member_listed_after_it_is_behind);
   tcase_add_test (tc, test_torn_member_gets_full_recovery);
+  tcase_add_test (tc, test_member_mid_recovery_alone_is_refused_even_degraded);
+  tcase_add_test (tc, test_interrupted_full_recovery_resumes_at_its_recovery_offset);
+  tcase_add_test (tc, test_interrupted_bitmap_guided_recovery_copies_the_set_bits_again);
   tcase_add_test (tc, test_torn_member_with_garbled_slot_takes_the_free_slot);
   tcase_add_test (tc, test_missing_slot_with_degraded_is_missing);
   tcase_add_test (tc, test_nobitmap_dirty_shutdown_resyncs_from_resync_offset);

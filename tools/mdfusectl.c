@@ -191,6 +191,7 @@ examine_one (const char *path)
   printf ("%s:\n", path);
   printf ("%16s : %08x\n", "Magic", 0xa92b4efc);
   printf ("%16s : 1.0\n", "Version");
+  printf ("%16s : 0x%" PRIx32 "\n", "Feature Map", sb_feature_map (s));
   printf ("%16s : %s\n", "Array UUID", uuid);
   printf ("%16s : %s\n", "Name", s->set_name);
   print_time ("Creation Time", s->ctime);
@@ -206,6 +207,10 @@ examine_one (const char *path)
           s->resync_offset == SB_RESYNC_CLEAN ? "clean" : "active");
   if (s->resync_offset != SB_RESYNC_CLEAN)
     printf ("%16s : %" PRIu64 " sectors\n", "Resync Offset", s->resync_offset);
+  if (s->recovering)
+    printf ("%16s : %" PRIu64 " sectors%s\n", "Recovery Offset",
+            s->recovery_offset, s->recovery_bitmap
+            ? " (guided by the bitmap)" : "");
   if (p.status == SB_BAD_CHECKSUM)
     printf ("%16s : wrong (%s)\n", "Checksum", p.why);
   else
