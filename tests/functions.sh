@@ -819,3 +819,147 @@ wait_status() {
         sleep 0.1
     done
 }
+
+# ---------------------------------------------------------------------------
+# faultfs: a passthrough FUSE file system that injects faults (I/O errors,
+# delays, a volatile write cache and power cuts); its commands are in the
+# comment at the top of tests/faultfs.c.  Several instances may be mounted
+# at once (members on one, the bitmap on another: they have different
+# st_dev); their state is kept by mount point.
+# ---------------------------------------------------------------------------
+
+: "${FAULTFS:=$top_builddir/tests/faultfs}"
+FAULTFS=$(_abspath "$FAULTFS")
+
+# Results of faultfs_mount.
+# shellcheck disable=SC2034
+{
+    FAULTFS_PID=
+    FAULTFS_MNT=
+    FAULTFS_LOG=
+}
+
+declare -A _faultfs_pid=() _faultfs_log=() _faultfs_cleanup_id=()
+_faultfs_seq=0
+
+# _faultfs_canon MNT: the canonical path of a mount point of this test.
+_faultfs_canon() {
+    local mnt
+    mnt=$(realpath -m "$1")
+    [[ -n ${_faultfs_pid[$mnt]:-} ]] || fail "no faultfs mounted by this test on $1"
+    printf '%s\n' "$mnt"
+}
+
+# faultfs_mount BACKDIR MNT [OPTIONS]: mount faultfs (in the background,
+# with -f, its output in a log file) showing BACKDIR on MNT, with
+# "-o OPTIONS" if given (e.g. "seed=3,volatile"); wait until it is mounted.
+# Sets FAULTFS_PID, FAULTFS_MNT (canonical) and FAULTFS_LOG.  At exit it is
+# unmounted (lazily if busy) and that pid, only, is stopped.
+faultfs_mount() {
+    local back=$1 mnt=$2 opts=${3:-} pid log deadline status
+    [[ -x $FAULTFS ]] || fail "faultfs binary not found: $FAULTFS (set FAULTFS)"
+    [[ -d $back ]] || fail "faultfs_mount: $back is not a directory"
+    mkdir -p "$mnt"
+    back=$(realpath "$back")
+    mnt=$(realpath "$mnt")
+    [[ -z ${_faultfs_pid[$mnt]:-} ]] || fail "faultfs_mount: $mnt is already a faultfs of this test"
+    ! is_mounted "$mnt" || fail "faultfs_mount: $mnt is already a mount point"
+    _faultfs_seq=$((_faultfs_seq + 1))
+    log=${tmpdir:-/tmp}/faultfs.$_faultfs_seq.log
+    info "starting: faultfs -f $back $mnt${opts:+ -o $opts}"
+    "$FAULTFS" -f "$back" "$mnt" ${opts:+-o "$opts"} </dev/null >"$log" 2>&1 &
+    pid=$!
+    _faultfs_pid[$mnt]=$pid
+    _faultfs_log[$mnt]=$log
+    cleanup_fn _faultfs_cleanup "$mnt"
+    _faultfs_cleanup_id[$mnt]=$CLEANUP_ID
+    # shellcheck disable=SC2034
+    FAULTFS_PID=$pid FAULTFS_MNT=$mnt FAULTFS_LOG=$log
+
+    deadline=$((SECONDS + 20))
+    while [[ $(mount_fstype "$mnt" 2>/dev/null) != fuse.faultfs || ! -e $mnt/.faultfs ]]; do
+        if ! _pid_running "$pid"; then
+            status=0
+            wait "$pid" || status=$?
+            _show_log "$log"
+            fail "faultfs exited with status $status before mounting $mnt"
+        fi
+        if [[ $SECONDS -ge $deadline ]]; then
+            _show_log "$log"
+            fail "faultfs did not mount $mnt within 20 s"
+        fi
+        sleep 0.05
+    done
+}
+
+# _faultfs_cleanup MNT: at exit, whatever the state.
+_faultfs_cleanup() {
+    local mnt=$1 pid
+    pid=${_faultfs_pid[$mnt]:-}
+    [[ -n $pid ]] || return 0
+    if is_mounted "$mnt"; then
+        fusermount3 -u "$mnt" 2>/dev/null || fusermount3 -u -z "$mnt" 2>/dev/null ||
+            umount -l "$mnt" || true
+    fi
+    # Our own child, not reaped yet: its pid cannot have been reused.
+    if ! _wait_pid_exit "$pid" 10; then
+        kill -TERM "$pid" 2>/dev/null || true
+        if ! _wait_pid_exit "$pid" 5; then
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+    fi
+    wait "$pid" 2>/dev/null || true
+    unset '_faultfs_pid[$mnt]' '_faultfs_log[$mnt]' '_faultfs_cleanup_id[$mnt]'
+    ! is_mounted "$mnt" || fail "$mnt (faultfs) still mounted at exit"
+}
+
+# faultfs_unmount MNT: a clean unmount (retried while busy); faultfs must
+# then exit with status 0.
+faultfs_unmount() {
+    local mnt pid log i status=0
+    mnt=$(_faultfs_canon "$1")
+    pid=${_faultfs_pid[$mnt]}
+    log=${_faultfs_log[$mnt]}
+    for ((i = 0; ; i++)); do
+        if fusermount3 -u "$mnt" 2>/dev/null; then
+            break
+        fi
+        if [[ $i -ge 20 ]]; then
+            fusermount3 -u "$mnt" || fail "fusermount3 -u $mnt (faultfs) failed"
+            break
+        fi
+        sleep 0.5
+    done
+    if ! _wait_pid_exit "$pid" 30; then
+        _show_log "$log"
+        fail "faultfs (pid $pid) still running 30 s after fusermount3 -u $mnt"
+    fi
+    wait "$pid" || status=$?
+    cleanup_cancel "${_faultfs_cleanup_id[$mnt]}"
+    unset '_faultfs_pid[$mnt]' '_faultfs_log[$mnt]' '_faultfs_cleanup_id[$mnt]'
+    if [[ $status -ne 0 ]]; then
+        _show_log "$log"
+        fail "faultfs exited with status $status after a clean unmount of $mnt"
+    fi
+    ! is_mounted "$mnt" || fail "$mnt still mounted after faultfs exited"
+}
+
+# faultfs_ctl MNT CMD...: apply one command (its words joined by spaces:
+# quote a '*'); fails the test if faultfs refuses it.
+faultfs_ctl() {
+    local mnt=$1
+    shift
+    if ! printf '%s\n' "$*" >"$mnt/.faultfs"; then
+        fail "faultfs on $mnt refused: $*"
+    fi
+}
+
+# faultfs_stat MNT KEY: print the value of one line of MNT/.faultfs
+# (e.g. held_sectors, injected_errors, pwrite:FILE); fails if there is none.
+faultfs_stat() {
+    local out
+    out=$(cat "$1/.faultfs") || fail "cannot read $1/.faultfs"
+    awk -v k="$2" '$1 == k { sub(/^[^ ]* /, ""); print; found = 1; exit }
+        END { exit !found }' <<<"$out" ||
+        fail "faultfs on $1: no '$2' in its state"
+}
