@@ -660,20 +660,24 @@ array_member_sync (struct array *a, uint32_t slot)
   pthread_mutex_lock (&m->sync_lock);
   int st = state_of (a, slot);
   int r = -EIO;
+  bool failed_now = false;
   if (st == MEMBER_ACTIVE || st == MEMBER_BEHIND) {
     /* Never retried: the kernel reports a lost write once, so once any
-     * fdatasync of this member failed, none counts it as synced. */
+     * fdatasync of this member failed, none counts it as synced (the
+     * caller that saw it handles it). */
     r = m->sync_err;
     if (r == 0) {
       r = io_fdatasync (m->io);
-      if (r < 0)
+      if (r < 0) {
         m->sync_err = r;
+        failed_now = true;
+      }
     }
   }
   pthread_mutex_unlock (&m->sync_lock);
   /* The marking takes sb_lock, which a superblock write holds while it
    * waits for sync_lock: it must come after sync_lock is let go. */
-  if (r < 0 && (st == MEMBER_ACTIVE || st == MEMBER_BEHIND))
+  if (failed_now)
     array_member_failed (a, slot, r, MEMBER_IO_SYNC);
   return r;
 }
@@ -694,15 +698,20 @@ array_flush (struct array *a)
       w.slot[w.n++] = s;
   fanout_run (a->fan, w.n, sync_one, &w);
   /* Durable means: on every slot, or that slot is durably out of the
-   * array (SPEC §8).  A slot that failed its sync just now was marked by
-   * array_member_sync; array_member_left_out tells whether that held. */
+   * array (SPEC §8).  A slot that failed its sync was marked by the
+   * caller that saw the error; array_member_left_out waits for that
+   * marking and tells whether it held.  One still active after a failed
+   * sync is the last one: its error is ours. */
   bool synced[ASSEMBLE_MAX_SLOTS] = { 0 };
   uint32_t ok = 0;
-  for (uint32_t i = 0; i < w.n; i++)
+  for (uint32_t i = 0; i < w.n; i++) {
     if (w.r[i] == 0) {
       synced[w.slot[i]] = true;
       ok++;
     }
+    else if (state_of (a, w.slot[i]) == MEMBER_ACTIVE)
+      return -EIO;
+  }
   for (uint32_t s = 0; s < a->nslots; s++)
     if (!synced[s] && array_member_left_out (a, s) < 0)
       return -EIO;
