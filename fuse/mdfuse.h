@@ -46,6 +46,7 @@ struct mdfuse {
   uint64_t synced_gen;          /* begun by the last sync that succeeded */
   bool sync_running;
   uint64_t sync_running_gen;    /* write_gen when the running sync began */
+  uint64_t syncs_started;       /* the running one's number, when running */
   uint64_t syncs_done;          /* completions, to wait for the next one */
   int sync_done_err;            /* the result of the last one */
   /* Opens of `volume`: a stop is refused while it is in use. */

@@ -172,22 +172,26 @@ op_read (fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
  * only after a member sync that began after them has completed, with that
  * sync's result.  Concurrent callers share syncs: one that began late
  * enough, running or done, serves every caller whose writes it covers.
- * A caller with nothing unsynced returns at once (a FLUSH on close after
- * reads only). */
+ * A FLUSH with nothing unsynced returns at once (a close after reads
+ * only); an FSYNC (ALWAYS) waits for a sync that began after it arrived,
+ * so that a member that can no longer sync is reported even when nothing
+ * was written since. */
 static int
-sync_volume (struct mdfuse *mf)
+sync_volume (struct mdfuse *mf, bool always)
 {
-  uint64_t need = __atomic_load_n (&mf->write_gen, __ATOMIC_ACQUIRE);
   pthread_mutex_lock (&mf->sync_lock);
+  uint64_t need = __atomic_load_n (&mf->write_gen, __ATOMIC_ACQUIRE);
+  uint64_t arrived = mf->syncs_started;
   int r;
   for (;;) {
-    if (mf->synced_gen >= need) {
+    if (!always && mf->synced_gen >= need) {
       r = 0;
       break;
     }
     if (mf->sync_running) {
       uint64_t seen = mf->syncs_done;
-      bool covers = mf->sync_running_gen >= need;
+      bool covers = mf->sync_running_gen >= need
+        && (!always || mf->syncs_started > arrived);
       while (mf->syncs_done == seen)
         pthread_cond_wait (&mf->sync_cond, &mf->sync_lock);
       if (covers) {
@@ -199,6 +203,7 @@ sync_volume (struct mdfuse *mf)
     uint64_t gen = __atomic_load_n (&mf->write_gen, __ATOMIC_ACQUIRE);
     mf->sync_running = true;
     mf->sync_running_gen = gen;
+    mf->syncs_started++;
     pthread_mutex_unlock (&mf->sync_lock);
     r = array_flush (mf->array);
     pthread_mutex_lock (&mf->sync_lock);
@@ -224,7 +229,7 @@ op_write (fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
     __atomic_add_fetch (&mf->write_gen, 1, __ATOMIC_ACQ_REL);
     /* An O_DSYNC/O_SYNC write is durable before its reply. */
     if (fi->flags & (O_DSYNC | O_SYNC)) {
-      int s = sync_volume (mf);
+      int s = sync_volume (mf, false);
       if (s < 0) {
         fuse_reply_err (req, -s);
         return;
@@ -240,7 +245,7 @@ static void
 op_flush (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
   struct mdfuse *mf = fuse_req_userdata (req);
-  int r = sync_volume (mf);
+  int r = sync_volume (mf, false);
   fuse_reply_err (req, r < 0 ? -r : 0);
 }
 
@@ -249,7 +254,7 @@ op_fsync (fuse_req_t req, fuse_ino_t ino, int datasync,
           struct fuse_file_info *fi)
 {
   struct mdfuse *mf = fuse_req_userdata (req);
-  int r = sync_volume (mf);
+  int r = sync_volume (mf, true);
   fuse_reply_err (req, r < 0 ? -r : 0);
 }
 
