@@ -821,6 +821,41 @@ wait_status() {
 }
 
 # ---------------------------------------------------------------------------
+# Background jobs of a test (writers, readers, probes), killed by pid.
+# ---------------------------------------------------------------------------
+
+# A test appends the pid of each job it starts to bg_pids and registers
+# `cleanup_fn kill_bg_jobs` (again after a start_mdfuse whose cleanup must
+# run after the jobs are gone: hooks run newest first).
+bg_pids=()
+
+# kill_bg_jobs: SIGKILL and reap every job in bg_pids.
+kill_bg_jobs() {
+    local p
+    for p in ${bg_pids[@]+"${bg_pids[@]}"}; do
+        kill -KILL "$p" 2>/dev/null || true
+        wait "$p" 2>/dev/null || true
+    done
+    bg_pids=()
+}
+
+# stop_fio PID...: wait up to 30 s for these fio runs to exit on their I/O
+# errors (they must write their logs: no SIGKILL), SIGTERM them then.
+stop_fio() {
+    local pid i
+    for pid in "$@"; do
+        for ((i = 0; i < 300; i++)); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        if kill -0 "$pid" 2>/dev/null; then
+            kill -TERM "$pid" 2>/dev/null || true
+        fi
+        wait "$pid" 2>/dev/null || true
+    done
+}
+
+# ---------------------------------------------------------------------------
 # faultfs: a passthrough FUSE file system that injects faults (I/O errors,
 # delays, a volatile write cache and power cuts); its commands are in the
 # comment at the top of tests/faultfs.c.  Several instances may be mounted

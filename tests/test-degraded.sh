@@ -56,16 +56,7 @@ cleanup_fn unmount_if_mounted "$mnt"
 
 k64=65536
 
-# Background jobs started by this test, killed by pid at exit.
-bg_pids=()
-kill_bg_jobs() {
-    local p
-    for p in "${bg_pids[@]}"; do
-        kill -KILL "$p" 2>/dev/null || true
-        wait "$p" 2>/dev/null || true
-    done
-    bg_pids=()
-}
+# Background jobs started by this test (bg_pids), killed by pid at exit.
 cleanup_fn kill_bg_jobs
 
 # wait_bg_jobs: wait for the background jobs; fails if one failed.

@@ -87,18 +87,9 @@ umount_faultfs() {
 mount_faultfs
 [[ $(stat -c %d "$FM") != "$(stat -c %d "$FB")" ]] || fail "the two faultfs mounts share st_dev"
 
-# Background jobs (fio, the probe), killed by pid at exit.  The hook is
-# registered again after each start_mdfuse, so that it runs before the
-# daemon's own cleanup (hooks run newest first).
-bg_pids=()
-kill_bg_jobs() {
-    local p
-    for p in ${bg_pids[@]+"${bg_pids[@]}"}; do
-        kill -KILL "$p" 2>/dev/null || true
-        wait "$p" 2>/dev/null || true
-    done
-    bg_pids=()
-}
+# Background jobs (fio, the probe: bg_pids), killed by pid at exit.  The
+# hook is registered again after each start_mdfuse, so that it runs before
+# the daemon's own cleanup (hooks run newest first).
 cleanup_fn kill_bg_jobs
 
 # reap_bg PID: wait for a background job and drop it from bg_pids (its pid

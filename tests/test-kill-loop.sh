@@ -55,19 +55,6 @@ fio_job=(--name=kill --filename="$tmpdir/mnt/volume" --offset=64M --size=64M
 
 total_copied=0 total_chunks=0
 
-# stop_fio PID: wait up to 30 s for fio to exit on its I/O errors.
-stop_fio() {
-    local pid=$1 i
-    for ((i = 0; i < 300; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        kill -TERM "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || true
-}
-
 # Writes new files under ext/d; a file's sha256 is recorded only once its
 # fsync (and its directory's) returned.
 writer_ext4() {

@@ -61,7 +61,8 @@
 #      a SIGKILL or a cut), bytes are planted in some dirty chunks of m1 (a
 #      legal state: those may differ), and mdfuse is mounted with a delay
 #      on m1's writes so the resync takes seconds; both instances are cut
-#      after a random number of its copy writes.
+#      after a random number of its copy writes (in odd cycles after its
+#      first checkpoint, which syncs the copies and clears their bits).
 #   3. POWERCUT_READD_CYCLES (default 3): a cut during a re-add recovery.
 #      fio writes, `mdfusectl fail` m1, fio writes more, m1 is re-added
 #      (every third cycle replaced by `mdfusectl new-member` instead: a
@@ -406,21 +407,6 @@ start_fio() {
     fio_pid=$!
 }
 
-# stop_fio PID...: wait up to 30 s for these fio runs to exit on their
-# I/O errors (they must write their logs: no SIGKILL), SIGTERM them then.
-stop_fio() {
-    local pid i
-    for pid in "$@"; do
-        for ((i = 0; i < 300; i++)); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        if kill -0 "$pid" 2>/dev/null; then
-            kill -TERM "$pid" 2>/dev/null || true
-        fi
-        wait "$pid" 2>/dev/null || true
-    done
-}
 
 # fio_done NAME: fio ran to its end without error.
 fio_done() {
