@@ -37,6 +37,24 @@ build_sb (struct array *a, uint32_t slot, struct md_sb *sb)
 
 static int bitmap_abandon_locked (struct array *a);
 
+/* fdatasync member M, its sync lock held.  Never retried: the kernel
+ * reports a lost write once, so once any fdatasync of the member failed
+ * (sync_err), none counts it as synced.  *FAILED_NOW: this call saw the
+ * error first, and its caller handles it. */
+static int
+member_sync_locked (struct array_member *m, bool *failed_now)
+{
+  int r = m->sync_err;
+  if (r == 0) {
+    r = io_fdatasync (m->io);
+    if (r < 0) {
+      m->sync_err = r;
+      *failed_now = true;
+    }
+  }
+  return r;
+}
+
 /* Write SB on member SLOT, its fdatasync under the member's sync lock:
  * that fdatasync may be the one that learns of a lost data write, and
  * then no other caller may count the member as synced (SPEC §8).  A
@@ -47,14 +65,12 @@ write_member_sb (struct array *a, uint32_t slot, const struct md_sb *sb)
 {
   struct array_member *m = &a->m[slot];
   pthread_mutex_lock (&m->sync_lock);
+  bool failed_now = false;       /* the bump marks the member on any error */
   int r = m->sync_err;
   if (r == 0)
     r = member_write_sb_unsynced (m->io, sb);
-  if (r == 0) {
-    r = io_fdatasync (m->io);
-    if (r < 0)
-      m->sync_err = r;
-  }
+  if (r == 0)
+    r = member_sync_locked (m, &failed_now);
   pthread_mutex_unlock (&m->sync_lock);
   return r;
 }
@@ -661,19 +677,8 @@ array_member_sync (struct array *a, uint32_t slot)
   int st = state_of (a, slot);
   int r = -EIO;
   bool failed_now = false;
-  if (st == MEMBER_ACTIVE || st == MEMBER_BEHIND) {
-    /* Never retried: the kernel reports a lost write once, so once any
-     * fdatasync of this member failed, none counts it as synced (the
-     * caller that saw it handles it). */
-    r = m->sync_err;
-    if (r == 0) {
-      r = io_fdatasync (m->io);
-      if (r < 0) {
-        m->sync_err = r;
-        failed_now = true;
-      }
-    }
-  }
+  if (st == MEMBER_ACTIVE || st == MEMBER_BEHIND)
+    r = member_sync_locked (m, &failed_now);
   pthread_mutex_unlock (&m->sync_lock);
   /* The marking takes sb_lock, which a superblock write holds while it
    * waits for sync_lock: it must come after sync_lock is let go. */
