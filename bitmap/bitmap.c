@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "bitmap/bitmap.h"
-#include "core/log.h"
+#include "common/log.h"
 
 #define PAGE 4096
 

@@ -14,7 +14,7 @@
 #include <stdint.h>
 
 #include "bitmap/bitmap_format.h"
-#include "core/io.h"
+#include "common/io.h"
 
 struct bitmap;
 

@@ -10,10 +10,10 @@
 #include "bitmap/bitmap.h"
 #include "core/array.h"
 #include "core/assemble.h"
-#include "core/log.h"
+#include "common/log.h"
 #include "core/member.h"
-#include "core/rangelock.h"
-#include "core/util.h"
+#include "common/rangelock.h"
+#include "common/util.h"
 #include "core/array_impl.h"
 
 /* ---- superblocks and events ---- */

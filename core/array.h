@@ -8,7 +8,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "core/io.h"
+#include "common/io.h"
 
 struct array;
 

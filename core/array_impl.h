@@ -10,9 +10,9 @@
 #include "bitmap/bitmap.h"
 #include "core/array.h"
 #include "core/assemble.h"
-#include "core/fanout.h"
-#include "core/progress.h"
-#include "core/rangelock.h"
+#include "common/fanout.h"
+#include "common/progress.h"
+#include "common/rangelock.h"
 #include "core/superblock.h"
 
 #define COPY_BUF_SIZE (4u << 20)

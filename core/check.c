@@ -14,8 +14,8 @@
 #include <xxhash.h>
 
 #include "core/array_impl.h"
-#include "core/log.h"
-#include "core/util.h"
+#include "common/log.h"
+#include "common/util.h"
 
 #define CHECK_PIECE (1u << 20)
 

@@ -12,11 +12,11 @@
 #include "bitmap/bitmap_format.h"
 #include "core/assemble.h"
 #include "core/create.h"
-#include "core/io.h"
-#include "core/log.h"
+#include "common/io.h"
+#include "common/log.h"
 #include "core/member.h"
 #include "core/superblock.h"
-#include "core/util.h"
+#include "common/util.h"
 
 int
 create_check (const struct create_options *o, size_t nmembers)

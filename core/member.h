@@ -5,7 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/io.h"
+#include "common/io.h"
 #include "core/superblock.h"
 
 /* What a member file says about itself. */

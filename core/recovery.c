@@ -11,9 +11,9 @@
 #include <sys/stat.h>
 
 #include "core/array_impl.h"
-#include "core/log.h"
+#include "common/log.h"
 #include "core/member.h"
-#include "core/util.h"
+#include "common/util.h"
 
 #define RECOVERY_BUF (1u << 20)
 

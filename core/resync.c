@@ -12,8 +12,8 @@
 #include <string.h>
 
 #include "core/array_impl.h"
-#include "core/log.h"
-#include "core/util.h"
+#include "common/log.h"
+#include "common/util.h"
 
 
 void

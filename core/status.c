@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "core/array_impl.h"
-#include "core/util.h"
+#include "common/util.h"
 
 struct outbuf {
   char *p;

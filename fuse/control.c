@@ -13,9 +13,9 @@
 #include <unistd.h>
 
 #include "core/array.h"
-#include "core/io.h"
-#include "core/util.h"
-#include "core/log.h"
+#include "common/io.h"
+#include "common/util.h"
+#include "common/log.h"
 #include "fuse/mdfuse.h"
 
 /* ---- the control channel: extended attributes on `volume` ----

@@ -47,7 +47,7 @@
 #include <unistd.h>
 
 #include "core/array.h"
-#include "core/log.h"
+#include "common/log.h"
 #include "fuse/loop.h"
 
 #include <linux/fuse.h>         /* after fuse_lowlevel.h (mdfuse.h) */

@@ -15,9 +15,9 @@
 #include <unistd.h>
 
 #include "core/array.h"
-#include "core/log.h"
-#include "core/progress.h"
-#include "core/util.h"
+#include "common/log.h"
+#include "common/progress.h"
+#include "common/util.h"
 #include "fuse/loop.h"
 #include "fuse/mdfuse.h"
 

@@ -15,8 +15,8 @@
 #include <unistd.h>
 
 #include "core/array.h"
-#include "core/io.h"
-#include "core/log.h"
+#include "common/io.h"
+#include "common/log.h"
 #include "fuse/mdfuse.h"
 
 

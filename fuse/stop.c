@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "core/array.h"
-#include "core/log.h"
+#include "common/log.h"
 #include "fuse/loop.h"
 #include "fuse/mdfuse.h"
 

@@ -19,8 +19,8 @@
 
 #include "bitmap/bitmap.h"
 #include "bitmap/bitmap_format.h"
-#include "core/io.h"
-#include "core/io_mem.h"
+#include "common/io.h"
+#include "tests/io_mem.h"
 #include "tests/le_bytes.h"
 
 static void

@@ -28,8 +28,8 @@
 
 #include "bitmap/bitmap_format.h"
 #include "core/array.h"
-#include "core/io_mem.h"
-#include "core/log.h"
+#include "tests/io_mem.h"
+#include "common/log.h"
 #include "core/member.h"
 #include "core/superblock.h"
 #include "tests/io_sim.h"

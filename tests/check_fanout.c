@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "core/fanout.h"
+#include "common/fanout.h"
 
 struct counts {
   int hits[32];

@@ -18,11 +18,11 @@
 
 #include "bitmap/bitmap_format.h"
 #include "core/array.h"
-#include "core/io_mem.h"
-#include "core/log.h"
+#include "tests/io_mem.h"
+#include "common/log.h"
 #include "core/member.h"
 #include "core/superblock.h"
-#include "core/util.h"
+#include "common/util.h"
 #include "tests/io_sim.h"
 
 #define VOL (64ull << 10)

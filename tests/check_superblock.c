@@ -13,7 +13,7 @@
 
 #include <linux/raid/md_p.h>
 
-#include "core/io_mem.h"
+#include "tests/io_mem.h"
 #include "core/member.h"
 #include "core/superblock.h"
 #include "tests/le_bytes.h"

@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/io.h"
+#include "common/io.h"
 
 enum record_op { REC_PWRITE, REC_FDATASYNC };
 

@@ -15,7 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/io.h"
+#include "common/io.h"
 
 #define SIM_MAX_FILES 8
 #define SIM_BLOCK 4096

@@ -15,12 +15,12 @@
 
 #include "bitmap/bitmap_format.h"
 #include "core/create.h"
-#include "core/io.h"
-#include "core/log.h"
+#include "common/io.h"
+#include "common/log.h"
 #include "core/member.h"
-#include "core/progress.h"
+#include "common/progress.h"
 #include "core/superblock.h"
-#include "core/util.h"
+#include "common/util.h"
 
 static void
 usage (FILE *f)

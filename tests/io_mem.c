@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/io_mem.h"
+#include "tests/io_mem.h"
 
 struct mem_buf {
   pthread_mutex_t lock;

@@ -7,7 +7,7 @@
 #include <sys/random.h>
 #include <time.h>
 
-#include "core/util.h"
+#include "common/util.h"
 
 int
 parse_size (const char *s, uint64_t *out)

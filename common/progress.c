@@ -2,8 +2,8 @@
 
 #include <unistd.h>
 
-#include "core/progress.h"
-#include "core/util.h"
+#include "common/progress.h"
+#include "common/util.h"
 
 #define PIPE_LINE_SECONDS 10.0
 

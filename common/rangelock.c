@@ -1,6 +1,6 @@
 #include <config.h>
 
-#include "core/rangelock.h"
+#include "common/rangelock.h"
 
 void
 rangelock_init (struct rangelock *rl)

@@ -7,8 +7,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "core/io.h"
-#include "core/log.h"
+#include "common/io.h"
+#include "common/log.h"
 
 int
 io_pread_full (struct io_file *f, void *buf, size_t len, uint64_t off)

@@ -6,7 +6,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 
-#include "core/fanout.h"
+#include "common/fanout.h"
 
 enum { FANOUT_MAX_CALLS = 32 };
 

@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <syslog.h>
 
-#include "core/log.h"
+#include "common/log.h"
 
 static const char *program = "mdfuse";
 static bool use_syslog;

@@ -3,7 +3,7 @@
 #ifndef MDFUSE_IO_MEM_H
 #define MDFUSE_IO_MEM_H
 
-#include "core/io.h"
+#include "common/io.h"
 
 struct io_mem_stats {
   unsigned long preads, pwrites, syncs;
