@@ -113,8 +113,8 @@ array_bump_events_locked (struct array *a)
     log_error ("%s: superblock write failed: %s", a->m[failed].io->name,
                strerror (-err));
     set_state (a, (uint32_t) failed, MEMBER_FAULTY);
-    if (a->bm)
-      bitmap_allow_clearing (a->bm, false);
+    if (a->bitmap.bm)
+      bitmap_allow_clearing (a->bitmap.bm, false);
   }
   /* Every survivor now says what each slot is: writes and syncs held for
    * a slot's faulty marking may reply. */
@@ -124,9 +124,9 @@ array_bump_events_locked (struct array *a)
                       __ATOMIC_RELEASE);
   }
 
-  if (a->bm && !a->bitmap_gone) {
-    bitmap_set_events (a->bm, a->events);
-    if (bitmap_write_header (a->bm) < 0) {
+  if (bitmap_in_use (a)) {
+    bitmap_set_events (a->bitmap.bm, a->events);
+    if (bitmap_write_header (a->bitmap.bm) < 0) {
       /* The header may be on disk with these very events: a failed
        * fdatasync says nothing of whether its pwrite landed.  Then it would
        * look current at the next mount, with bits that no longer cover
@@ -146,15 +146,15 @@ array_bump_events_locked (struct array *a)
 static int
 bitmap_abandon_locked (struct array *a)
 {
-  if (__atomic_load_n (&a->bitmap_skip, __ATOMIC_ACQUIRE))
+  if (bitmap_use (a) == BITMAP_ABANDONED)
     return 0;
-  a->bitmap_gone = true;        /* the bump below writes no header */
+  set_bitmap_use (a, BITMAP_FAILING);   /* the bump below writes no header */
   int r = array_bump_events_locked (a);
   if (r == 0) {
-    __atomic_store_n (&a->bitmap_skip, 1, __ATOMIC_RELEASE);
+    set_bitmap_use (a, BITMAP_ABANDONED);
     log_warn ("%s: the volume goes on without its bitmap (members at "
               "events %" PRIu64 "); the next mount resyncs everything",
-              a->bitmap_io->name, a->events);
+              a->bitmap.io->name, a->events);
   }
   return r;
 }
@@ -217,12 +217,12 @@ array_member_failed (struct array *a, uint32_t slot, int err,
   else {
     if (st == MEMBER_ACTIVE) {
       set_state (a, slot, MEMBER_FAULTY);
-      if (a->bm)
-        bitmap_allow_clearing (a->bm, false);
+      if (a->bitmap.bm)
+        bitmap_allow_clearing (a->bitmap.bm, false);
       log_error ("%s: %s failed: %s; member marked faulty, the volume goes "
                  "on degraded", a->m[slot].io->name, name, strerror (-err));
     }
-    else if (st == MEMBER_BEHIND) {
+    else if (st == MEMBER_RECOVERING) {
       /* Already faulty in every superblock: just stop recovering it. */
       set_state (a, slot, MEMBER_FAULTY);
       log_error ("%s: %s failed during recovery: %s; member left out",
@@ -390,8 +390,8 @@ array_assemble (struct io_file **members, size_t n, struct io_file *bitmap_io,
 
   /* Build the array from the plan. */
   pthread_mutex_init (&a->sb_lock, NULL);
-  pthread_mutex_init (&a->daemon_lock, NULL);
-  pthread_cond_init (&a->daemon_cond, NULL);
+  pthread_mutex_init (&a->clearer.lock, NULL);
+  pthread_cond_init (&a->clearer.cond, NULL);
   pthread_cond_init (&a->bg_cond, NULL);
   for (uint32_t s = 0; s < ASSEMBLE_MAX_SLOTS; s++)
     pthread_mutex_init (&a->m[s].sync_lock, NULL);
@@ -419,26 +419,27 @@ array_assemble (struct io_file **members, size_t n, struct io_file *bitmap_io,
       /* Torn: a fresh device uuid rather than a half-written one. */
       random_bytes (m->sb.device_uuid, 16);
     }
-    m->recovery = plan.slot[s];
+    m->recovery = plan.recovery[s];
     m->recover_from = plan.recover_from[s];
-    m->state = plan.slot[s] == SLOT_CURRENT ? MEMBER_ACTIVE : MEMBER_BEHIND;
+    m->state = plan.slot[s];
   }
 
-  a->daemon_sleep = BITMAP_DEFAULT_DAEMON_SLEEP;
+  a->clearer.sleep = BITMAP_DEFAULT_DAEMON_SLEEP;
   struct bitmap_header h = bin.hdr;
   if (plan.bitmap != BITMAP_UNUSED) {
     if (h.daemon_sleep >= 1 && h.daemon_sleep <= 3600)
-      a->daemon_sleep = h.daemon_sleep;
-    h.daemon_sleep = a->daemon_sleep;
+      a->clearer.sleep = h.daemon_sleep;
+    h.daemon_sleep = a->clearer.sleep;
     h.chunksize = (uint32_t) plan.bitmap_chunk;
     h.state &= BITMAP_STATE_STALE;
-    a->bitmap_io = bitmap_io;
+    a->bitmap.io = bitmap_io;
     bitmap_io = NULL;
-    a->bm = load_bitmap (a->bitmap_io, &h, a->volume_bytes);
-    if (!a->bm)
+    a->bitmap.bm = load_bitmap (a->bitmap.io, &h, a->volume_bytes);
+    if (!a->bitmap.bm)
       goto fail_built;
+    set_bitmap_use (a, BITMAP_IN_USE);
     if (!all_active (a))
-      bitmap_allow_clearing (a->bm, false);
+      bitmap_allow_clearing (a->bitmap.bm, false);
   }
   else {
     io_close (bitmap_io);       /* -o nobitmap: it falls behind (SPEC §5) */
@@ -449,20 +450,20 @@ array_assemble (struct io_file **members, size_t n, struct io_file *bitmap_io,
   pthread_mutex_lock (&a->sb_lock);
   int r = 0;
   if (plan.bitmap == BITMAP_USE_STALE) {
-    log_warn ("%s: bitmap is stale (%s): full resync", a->bitmap_io->name,
+    log_warn ("%s: bitmap is stale (%s): full resync", a->bitmap.io->name,
               plan.bitmap_stale_reason);
-    a->bitmap_stale_at_mount = true;
+    a->bitmap.stale_at_mount = true;
     /* The header this bump writes says STALE, events_cleared = events;
      * then every bit is set durably; only then is STALE dropped. */
-    bitmap_set_stale (a->bm, true);
-    bitmap_set_events_cleared (a->bm, a->events + 1);
+    bitmap_set_stale (a->bitmap.bm, true);
+    bitmap_set_events_cleared (a->bitmap.bm, a->events + 1);
   }
   r = array_bump_events_locked (a);
-  if (r == 0 && plan.bitmap == BITMAP_USE_STALE && !a->bitmap_gone) {
-    int b = bitmap_set_all (a->bm);
+  if (r == 0 && plan.bitmap == BITMAP_USE_STALE && bitmap_in_use (a)) {
+    int b = bitmap_set_all (a->bitmap.bm);
     if (b == 0) {
-      bitmap_set_stale (a->bm, false);
-      b = bitmap_write_header (a->bm);
+      bitmap_set_stale (a->bitmap.bm, false);
+      b = bitmap_write_header (a->bitmap.bm);
     }
     /* The bits could not be rebuilt: the mount goes on without the
      * bitmap, and the resync copies everything (SPEC §8). */
@@ -616,11 +617,11 @@ array_write (struct array *a, const void *buf, size_t len, uint64_t off)
 
   /* Steps 1-2: the bits covering this write are durable first. */
   bool counted = false, unsafe = false;
-  if (a->bm && !__atomic_load_n (&a->bitmap_skip, __ATOMIC_ACQUIRE)) {
+  if (bitmap_guards_writes (a)) {
     counted = true;
     /* Without a durable events bump the failed bitmap may still look
      * current: then nothing may be written. */
-    if (bitmap_start_write (a->bm, off, len) < 0 && array_bitmap_failed (a) < 0)
+    if (bitmap_start_write (a->bitmap.bm, off, len) < 0 && array_bitmap_failed (a) < 0)
       unsafe = true;
   }
 
@@ -633,7 +634,7 @@ array_write (struct array *a, const void *buf, size_t len, uint64_t off)
     bool sent[ASSEMBLE_MAX_SLOTS] = { 0 };
     for (uint32_t s = 0; s < a->nslots; s++) {
       int st = state_of (a, s);
-      if (st == MEMBER_ACTIVE || st == MEMBER_BEHIND) {
+      if (st == MEMBER_ACTIVE || st == MEMBER_RECOVERING) {
         w.state[w.n] = st;
         w.slot[w.n++] = s;
         sent[s] = true;
@@ -660,7 +661,7 @@ array_write (struct array *a, const void *buf, size_t len, uint64_t off)
 
   /* Step 5. */
   if (counted)
-    bitmap_end_write (a->bm, off, len);
+    bitmap_end_write (a->bitmap.bm, off, len);
   rangelock_release (&a->rl, &lk);
   /* ENOSPC is for writes past the end of the volume; a member's own
    * errors reach the user as EIO (SPEC §6). */
@@ -677,7 +678,7 @@ array_member_sync (struct array *a, uint32_t slot)
   int st = state_of (a, slot);
   int r = -EIO;
   bool failed_now = false;
-  if (st == MEMBER_ACTIVE || st == MEMBER_BEHIND)
+  if (st == MEMBER_ACTIVE || st == MEMBER_RECOVERING)
     r = member_sync_locked (m, &failed_now);
   pthread_mutex_unlock (&m->sync_lock);
   /* The marking takes sb_lock, which a superblock write holds while it
@@ -744,11 +745,11 @@ sync_active_members (void *arg)
 int64_t
 array_clear_pass (struct array *a)
 {
-  if (!a->bm || __atomic_load_n (&a->bitmap_skip, __ATOMIC_ACQUIRE)
+  if (!bitmap_guards_writes (a)
       || !all_active (a))
     return 0;
-  int64_t r = bitmap_clear_pass (a->bm, sync_active_members, a);
-  if (bitmap_failed (a->bm))
+  int64_t r = bitmap_clear_pass (a->bitmap.bm, sync_active_members, a);
+  if (bitmap_failed (a->bitmap.bm))
     array_bitmap_failed (a);
   return r == -EAGAIN ? 0 : r;
 }
@@ -757,21 +758,21 @@ static void *
 daemon_main (void *arg)
 {
   struct array *a = arg;
-  pthread_mutex_lock (&a->daemon_lock);
-  while (!a->daemon_stop) {
+  pthread_mutex_lock (&a->clearer.lock);
+  while (!a->clearer.stop) {
     struct timespec ts;
     clock_gettime (CLOCK_REALTIME, &ts);
-    ts.tv_sec += a->daemon_sleep;
+    ts.tv_sec += a->clearer.sleep;
     int w = 0;
-    while (!a->daemon_stop && w != ETIMEDOUT)
-      w = pthread_cond_timedwait (&a->daemon_cond, &a->daemon_lock, &ts);
-    if (a->daemon_stop)
+    while (!a->clearer.stop && w != ETIMEDOUT)
+      w = pthread_cond_timedwait (&a->clearer.cond, &a->clearer.lock, &ts);
+    if (a->clearer.stop)
       break;
-    pthread_mutex_unlock (&a->daemon_lock);
+    pthread_mutex_unlock (&a->clearer.lock);
     array_clear_pass (a);
-    pthread_mutex_lock (&a->daemon_lock);
+    pthread_mutex_lock (&a->clearer.lock);
   }
-  pthread_mutex_unlock (&a->daemon_lock);
+  pthread_mutex_unlock (&a->clearer.lock);
   return NULL;
 }
 
@@ -785,14 +786,14 @@ array_start_daemon (struct array *a)
       log_warn ("cannot start member threads (%s): members are written one "
                 "after the other", strerror (errno));
   }
-  if (!a->bm)
+  if (!a->bitmap.bm)
     return 0;
-  int e = pthread_create (&a->daemon, NULL, daemon_main, a);
+  int e = pthread_create (&a->clearer.thread, NULL, daemon_main, a);
   if (e) {
     log_error ("cannot start the bitmap clearing thread: %s", strerror (e));
     return -e;
   }
-  a->daemon_running = true;
+  a->clearer.running = true;
   return 0;
 }
 
@@ -803,20 +804,20 @@ array_close (struct array *a, bool clean)
 {
   if (!a)
     return 0;
-  if (a->daemon_running) {
-    pthread_mutex_lock (&a->daemon_lock);
-    a->daemon_stop = true;
-    pthread_cond_broadcast (&a->daemon_cond);
-    pthread_mutex_unlock (&a->daemon_lock);
-    pthread_join (a->daemon, NULL);
-    a->daemon_running = false;
+  if (a->clearer.running) {
+    pthread_mutex_lock (&a->clearer.lock);
+    a->clearer.stop = true;
+    pthread_cond_broadcast (&a->clearer.cond);
+    pthread_mutex_unlock (&a->clearer.lock);
+    pthread_join (a->clearer.thread, NULL);
+    a->clearer.running = false;
   }
 
   /* Background recovery and check end first: they hold ranges and may
    * write superblocks. */
   pthread_mutex_lock (&a->sb_lock);
   __atomic_store_n (&a->stopping, true, __ATOMIC_RELEASE);
-  while (a->recovery_running || a->check_running)
+  while (a->recovery.running || a->check.running)
     pthread_cond_wait (&a->bg_cond, &a->sb_lock);
   pthread_mutex_unlock (&a->sb_lock);
 
@@ -825,15 +826,15 @@ array_close (struct array *a, bool clean)
     /* In-flight writes are finished (the caller stopped serving). */
     r = array_flush (a);
     pthread_mutex_lock (&a->sb_lock);
-    if (r == 0 && a->bm && !a->bitmap_gone && all_active (a)) {
+    if (r == 0 && bitmap_in_use (a) && all_active (a)) {
       /* Every member is durable and whole: header first, then the
        * cleared pages (SPEC §5, clean unmount). */
-      bitmap_set_events_cleared (a->bm, a->events + 1);
-      r = bitmap_write_header (a->bm);
+      bitmap_set_events_cleared (a->bitmap.bm, a->events + 1);
+      r = bitmap_write_header (a->bitmap.bm);
       if (r == 0)
-        r = bitmap_clear_range (a->bm, 0, bitmap_nchunks (a->bm));
+        r = bitmap_clear_range (a->bitmap.bm, 0, bitmap_nchunks (a->bitmap.bm));
       if (r < 0) {
-        a->bitmap_gone = true;
+        set_bitmap_use (a, BITMAP_FAILING);
         r = 0;                  /* the events bump below makes it stale */
       }
     }
@@ -850,12 +851,12 @@ array_close (struct array *a, bool clean)
     io_close (a->m[s].io);
   for (size_t i = 0; i < a->nretired; i++)
     io_close (a->retired[i]);
-  bitmap_free (a->bm);
-  io_close (a->bitmap_io);
+  bitmap_free (a->bitmap.bm);
+  io_close (a->bitmap.io);
   rangelock_destroy (&a->rl);
   pthread_mutex_destroy (&a->sb_lock);
-  pthread_mutex_destroy (&a->daemon_lock);
-  pthread_cond_destroy (&a->daemon_cond);
+  pthread_mutex_destroy (&a->clearer.lock);
+  pthread_cond_destroy (&a->clearer.cond);
   pthread_cond_destroy (&a->bg_cond);
   for (uint32_t s = 0; s < ASSEMBLE_MAX_SLOTS; s++)
     pthread_mutex_destroy (&a->m[s].sync_lock);

@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #include "common/io.h"
+#include "core/member.h"
 
 struct array;
 
@@ -24,13 +25,6 @@ struct array_resync_stats {
   uint64_t bytes_copied;
   double seconds;
   bool full;                    /* everything was copied (stale or no bitmap) */
-};
-
-enum member_state {
-  MEMBER_ACTIVE,
-  MEMBER_FAULTY,
-  MEMBER_BEHIND,                /* being recovered: written, not read */
-  MEMBER_MISSING,
 };
 
 /* Assemble (SPEC §5 steps 1-4).  MEMBERS[i] may be NULL for a member that

@@ -22,8 +22,8 @@ struct array_member {
   struct io_file *io;           /* NULL when missing */
   struct md_sb sb;              /* this member's superblock as last written */
   int state;                    /* enum member_state; atomic loads */
-  enum slot_state recovery;     /* what a behind member needs */
-  uint64_t recover_from;        /* SLOT_BEHIND_FULL: copied below (sectors) */
+  enum recovery_mode recovery;  /* MEMBER_RECOVERING: how */
+  uint64_t recover_from;        /* RECOVER_FULL: copied below (sectors) */
   bool just_recovered;          /* its superblock is written after the others' */
   uint64_t read_errors, write_errors;
   /* Where the last read from this member ended: a read that starts there
@@ -41,7 +41,43 @@ struct array_member {
   bool out_on_disk;
 };
 
+/* What the array does with its bitmap: one state, changed under sb_lock,
+ * read with atomic loads.  It only moves forward. */
+enum bitmap_use {
+  BITMAP_NONE,                  /* -o nobitmap: bitmap.bm is NULL */
+  BITMAP_IN_USE,                /* bits guard every write; every events
+                                 * bump writes its header */
+  BITMAP_FAILING,               /* it failed: bumps stop writing its header,
+                                 * but writers still set bits (and fail)
+                                 * until the bump past it is durable */
+  BITMAP_ABANDONED,             /* that bump is durable: writers go on
+                                 * without it (SPEC §6, §8); nothing is
+                                 * cleared; the next mount copies all */
+};
+
+/* An online recovery (re-add), one at a time. */
+struct recovery_job {
+  pthread_t thread;
+  bool running;
+  uint32_t slot;
+  bool full;
+  uint64_t pos, total;          /* chunks */
+  double start;
+};
+
+/* A background check or repair, one at a time. */
+struct check_job {
+  pthread_t thread;
+  bool running, repair;
+  uint64_t pos, total, mismatches, repaired;
+  uint64_t rate;                /* bytes/s, 0 = unlimited */
+  double start;
+  bool done_once;
+  char source[64];
+};
+
 struct array {
+  /* The members and their superblocks (sb_lock). */
   uint32_t nslots;
   struct array_member m[ASSEMBLE_MAX_SLOTS];
   uint32_t reference;           /* a current slot to copy from */
@@ -50,49 +86,69 @@ struct array {
   uint64_t events;              /* guarded by sb_lock */
   uint64_t resync_offset;       /* sectors; written in every superblock */
   uint64_t resync_from;         /* -o nobitmap dirty shutdown: resync from */
-
-  struct bitmap *bm;            /* NULL with -o nobitmap */
-  struct io_file *bitmap_io;
-  bool bitmap_stale_at_mount;
-  bool bitmap_gone;             /* header writes stop (sb_lock) */
-  int bitmap_skip;              /* writers may skip the bitmap: the events
-                                 * bump that makes it stale is durable */
   int marked_active;            /* superblocks say resync_offset = 0 */
-
-  struct fanout *fan;           /* member writes and syncs at once (or NULL) */
   pthread_mutex_t sb_lock;      /* superblocks, events, member states */
+
+  struct {
+    struct bitmap *bm;          /* NULL with -o nobitmap */
+    struct io_file *io;
+    int use;                    /* enum bitmap_use; bitmap_use() */
+    bool stale_at_mount;        /* the mount set every bit: full resync */
+  } bitmap;
+
+  /* The data path. */
+  struct fanout *fan;           /* member writes and syncs at once (or NULL) */
   struct rangelock rl;
-  unsigned daemon_sleep;
   unsigned read_rr;
 
-  /* Online recovery (re-add) and check/repair, one at a time each. */
-  pthread_t recovery_thread;
-  bool recovery_running;
-  uint32_t recovery_slot;
-  bool recovery_full;
-  uint64_t recovery_pos, recovery_total;        /* chunks */
-  double recovery_start;
-  pthread_t check_thread;
-  bool check_running, check_repair;
-  uint64_t check_pos, check_total, check_mismatches, check_repaired;
-  uint64_t check_rate;          /* bytes/s, 0 = unlimited */
-  double check_start;
-  bool check_done_once;
-  char check_source[64];
+  /* Background work: recovery, check/repair, the clearing thread. */
+  struct recovery_job recovery;
+  struct check_job check;
+  struct {
+    pthread_t thread;
+    bool running, stop;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    unsigned sleep;             /* s between passes (daemon_sleep) */
+  } clearer;
   bool stopping;                /* shutdown: background work ends */
   pthread_cond_t bg_cond;       /* recovery or check ended (sb_lock) */
   /* Files of members that failed and were replaced by a re-add: a writer
    * may still be inside a pwrite on them, so they close at shutdown. */
   struct io_file *retired[ASSEMBLE_MAX_SLOTS * 4];
   size_t nretired;
-  struct array_resync_stats last_resync;
-  struct progress *resync_progress;  /* shown during array_resync */
 
-  pthread_t daemon;
-  bool daemon_running, daemon_stop;
-  pthread_mutex_t daemon_lock;
-  pthread_cond_t daemon_cond;
+  /* The mount-time resync (array_resync). */
+  struct array_resync_stats last_resync;
+  struct progress *resync_progress;
 };
+
+static inline enum bitmap_use
+bitmap_use (struct array *a)
+{
+  return (enum bitmap_use) __atomic_load_n (&a->bitmap.use, __ATOMIC_ACQUIRE);
+}
+
+static inline void
+set_bitmap_use (struct array *a, enum bitmap_use u)
+{
+  __atomic_store_n (&a->bitmap.use, (int) u, __ATOMIC_RELEASE);
+}
+
+/* Events bumps write the bitmap header, and bits may be cleared. */
+static inline bool
+bitmap_in_use (struct array *a)
+{
+  return bitmap_use (a) == BITMAP_IN_USE;
+}
+
+/* Writers must set (and wait for) the bits of what they write. */
+static inline bool
+bitmap_guards_writes (struct array *a)
+{
+  enum bitmap_use u = bitmap_use (a);
+  return u == BITMAP_IN_USE || u == BITMAP_FAILING;
+}
 
 static inline int
 state_of (struct array *a, uint32_t s)
@@ -127,7 +183,7 @@ all_active (struct array *a)
 static inline uint64_t
 array_copy_unit (const struct array *a)
 {
-  return a->bm ? bitmap_chunk_size (a->bm) : 4ull << 20;
+  return a->bitmap.bm ? bitmap_chunk_size (a->bitmap.bm) : 4ull << 20;
 }
 
 /* What a member failed at: for its error counters and the log. */

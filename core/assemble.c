@@ -23,16 +23,16 @@ add_warning (struct assemble_plan *p, const char *fmt, ...)
   va_end (ap);
 }
 
-enum slot_state
+enum recovery_mode
 assemble_recovery_mode (const struct md_sb *sb, bool bits_usable,
                         uint64_t size, uint64_t *from)
 {
   *from = 0;
   if (bits_usable && (!sb->recovering || sb->recovery_bitmap))
-    return SLOT_BEHIND_BITMAP;
+    return RECOVER_BITMAP;
   if (bits_usable)
     *from = sb->recovery_offset < size ? sb->recovery_offset : size;
-  return SLOT_BEHIND_FULL;
+  return RECOVER_FULL;
 }
 
 int
@@ -45,7 +45,7 @@ assemble_decide (const struct member_probe *m, const char *const *names,
   plan->resync_from = UINT64_MAX;
   for (size_t s = 0; s < ASSEMBLE_MAX_SLOTS; s++) {
     plan->member_of_slot[s] = -1;
-    plan->slot[s] = SLOT_MISSING;
+    plan->slot[s] = MEMBER_MISSING;
   }
   if (n == 0)
     FAIL ("no member given");
@@ -177,7 +177,7 @@ assemble_decide (const struct member_probe *m, const char *const *names,
         FAIL ("slot %" PRIu32 " of %" PRIu32 " has no member; give every "
               "member, or mount with -o degraded to start without it", s,
               r->raid_disks);
-      plan->slot[s] = SLOT_MISSING;
+      plan->slot[s] = MEMBER_MISSING;
       continue;
     }
     bool marked_faulty = false;
@@ -187,14 +187,14 @@ assemble_decide (const struct member_probe *m, const char *const *names,
         marked_faulty = true;
     if (m[i].status == SB_VALID && m[i].sb.events == r->events
         && !marked_faulty && !m[i].sb.recovering)
-      plan->slot[s] = SLOT_CURRENT;
+      plan->slot[s] = MEMBER_ACTIVE;
     else
-      plan->slot[s] = SLOT_BEHIND_FULL;         /* refined below */
+      plan->slot[s] = MEMBER_RECOVERING;        /* how: decided below */
   }
 
   bool any_current = false;
   for (uint32_t s = 0; s < r->raid_disks; s++)
-    any_current |= plan->slot[s] == SLOT_CURRENT;
+    any_current |= plan->slot[s] == MEMBER_ACTIVE;
   if (!any_current && r->recovering)
     FAIL ("%s: in the middle of a recovery (recovery offset %" PRIu64
           " sectors): it is not a whole copy of the volume; give the member "
@@ -293,14 +293,15 @@ assemble_decide (const struct member_probe *m, const char *const *names,
    * it stopped). */
   for (uint32_t s = 0; s < r->raid_disks; s++) {
     int i = plan->member_of_slot[s];
-    if (i < 0 || plan->slot[s] != SLOT_BEHIND_FULL)
+    if (i < 0 || plan->slot[s] != MEMBER_RECOVERING)
       continue;
     bool bits_usable = m[i].status == SB_VALID
       && plan->bitmap == BITMAP_USE_CURRENT
       && m[i].sb.events >= bm->hdr.events_cleared;
-    plan->slot[s] = assemble_recovery_mode (&m[i].sb, bits_usable, r->size,
-                                            &plan->recover_from[s]);
-    if (plan->slot[s] == SLOT_BEHIND_BITMAP)
+    plan->recovery[s] = assemble_recovery_mode (&m[i].sb, bits_usable,
+                                                r->size,
+                                                &plan->recover_from[s]);
+    if (plan->recovery[s] == RECOVER_BITMAP)
       add_warning (plan, "%s: behind the array: recovering the chunks the "
                    "bitmap marks", names[i]);
     else if (plan->recover_from[s] > 0)

@@ -26,13 +26,6 @@ struct assemble_options {
   bool force;                   /* accept a bitmap newer than every member */
 };
 
-enum slot_state {
-  SLOT_CURRENT,                 /* in sync: read from, written to */
-  SLOT_BEHIND_BITMAP,           /* recover the set bits only */
-  SLOT_BEHIND_FULL,             /* recover everything */
-  SLOT_MISSING,                 /* not given: faulty */
-};
-
 enum bitmap_verdict {
   BITMAP_USE_CURRENT,           /* resync the set bits */
   BITMAP_USE_STALE,             /* set every bit: full resync */
@@ -45,8 +38,11 @@ struct assemble_plan {
   uint64_t events;              /* highest among the members */
   size_t reference;             /* index of the first current member */
   int member_of_slot[ASSEMBLE_MAX_SLOTS];  /* member index, or -1 */
-  enum slot_state slot[ASSEMBLE_MAX_SLOTS];
-  /* SLOT_BEHIND_FULL: the sectors below this were copied by a recovery
+  /* MEMBER_ACTIVE (current), MEMBER_RECOVERING (behind) or
+   * MEMBER_MISSING (not given: marked faulty). */
+  enum member_state slot[ASSEMBLE_MAX_SLOTS];
+  enum recovery_mode recovery[ASSEMBLE_MAX_SLOTS];  /* MEMBER_RECOVERING */
+  /* RECOVER_FULL: the sectors below this were copied by a recovery
    * that a crash or a stop interrupted (its recovery offset); of them
    * only the chunks the bitmap marks are recovered again.  0: none. */
   uint64_t recover_from[ASSEMBLE_MAX_SLOTS];
@@ -59,16 +55,16 @@ struct assemble_plan {
   char warnings[512];           /* non-fatal findings, for the log */
 };
 
-/* How a member that is behind is recovered: SLOT_BEHIND_BITMAP (the set
+/* How a member that is behind is recovered: RECOVER_BITMAP (the set
  * bits only) when BITS_USABLE (the bitmap is current and no bit was
  * cleared since the member left: its events >= events_cleared) and no
- * full recovery of it was interrupted; else SLOT_BEHIND_FULL, from
+ * full recovery of it was interrupted; else RECOVER_FULL, from
  * *FROM sectors on (the recovery offset of an interrupted full recovery
  * when BITS_USABLE, so the set bits below it cover what it missed; else
  * 0).  SIZE: the volume, in sectors. */
-enum slot_state assemble_recovery_mode (const struct md_sb *sb,
-                                        bool bits_usable, uint64_t size,
-                                        uint64_t *from);
+enum recovery_mode assemble_recovery_mode (const struct md_sb *sb,
+                                           bool bits_usable, uint64_t size,
+                                           uint64_t *from);
 
 /* Decide.  Returns 0 with PLAN filled, or -1 with ERR naming the file and
  * the problem.  M[i].name is the member's path. */

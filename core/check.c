@@ -56,7 +56,7 @@ static bool
 any_behind (struct array *a)
 {
   for (uint32_t s = 0; s < a->nslots; s++)
-    if (state_of (a, s) == MEMBER_BEHIND)
+    if (state_of (a, s) == MEMBER_RECOVERING)
       return true;
   return false;
 }
@@ -65,11 +65,11 @@ any_behind (struct array *a)
 static void
 rate_limit (struct array *a, uint64_t done)
 {
-  if (a->check_rate == 0)
+  if (a->check.rate == 0)
     return;
-  double should = (double) done / (double) a->check_rate;
+  double should = (double) done / (double) a->check.rate;
   while (!__atomic_load_n (&a->stopping, __ATOMIC_ACQUIRE)) {
-    double d = should - (now_seconds () - a->check_start);
+    double d = should - (now_seconds () - a->check.start);
     if (d <= 0)
       break;
     if (d > 0.1)
@@ -91,14 +91,13 @@ repair_piece (struct array *a, const bool *have, const XXH128_hash_t *d,
               size_t len)
 {
   int src = choose_source (a, have, d, nactive);
-  snprintf (a->check_source, sizeof a->check_source, "%s",
+  snprintf (a->check.source, sizeof a->check.source, "%s",
             nactive >= 3 ? "majority" : "first member");
   int r = array_mark_active (a);
   if (r < 0)
     return r;
-  bool counted = a->bm && !__atomic_load_n (&a->bitmap_skip,
-                                            __ATOMIC_ACQUIRE);
-  if (counted && bitmap_start_write (a->bm, off, len) < 0)
+  bool counted = bitmap_guards_writes (a);
+  if (counted && bitmap_start_write (a->bitmap.bm, off, len) < 0)
     r = array_bitmap_failed (a);
   for (uint32_t s = 0; s < a->nslots && r == 0; s++) {
     if (!have[s] || (int) s == src || same_digest (d[s], d[src])
@@ -108,10 +107,10 @@ repair_piece (struct array *a, const bool *have, const XXH128_hash_t *d,
     if (e < 0)
       r = array_member_failed (a, s, e, MEMBER_IO_REPAIR_WRITE);
     else
-      __atomic_add_fetch (&a->check_repaired, 1, __ATOMIC_RELAXED);
+      __atomic_add_fetch (&a->check.repaired, 1, __ATOMIC_RELAXED);
   }
   if (counted)
-    bitmap_end_write (a->bm, off, len);
+    bitmap_end_write (a->bitmap.bm, off, len);
   return r;
 }
 
@@ -166,21 +165,21 @@ check_main (void *arg)
     if (mismatch) {
       uint64_t c = off / chunk;
       if (c != last_bad_chunk) {
-        __atomic_add_fetch (&a->check_mismatches, 1, __ATOMIC_RELAXED);
+        __atomic_add_fetch (&a->check.mismatches, 1, __ATOMIC_RELAXED);
         last_bad_chunk = c;
         log_warn ("check: chunk %" PRIu64 " (bytes %" PRIu64 "..%" PRIu64
                   ") differs between members", c, c * chunk,
                   (c + 1) * chunk - 1);
       }
-      if (a->check_repair)
+      if (a->check.repair)
         r = repair_piece (a, have, d, nactive, bufs, off, len);
     }
     rangelock_release (&a->rl, &lk);
     done += len;
-    __atomic_store_n (&a->check_pos, done, __ATOMIC_RELAXED);
+    __atomic_store_n (&a->check.pos, done, __ATOMIC_RELAXED);
     rate_limit (a, done);
   }
-  if (r == 0 && a->check_repair)
+  if (r == 0 && a->check.repair)
     r = array_flush (a);
   for (uint32_t s = 0; s < a->nslots; s++)
     free (bufs[s]);
@@ -188,14 +187,14 @@ check_main (void *arg)
   pthread_mutex_lock (&a->sb_lock);
   if (r == 0)
     log_info ("%s finished: %" PRIu64 " mismatched chunks%s in %.1f s",
-              a->check_repair ? "repair" : "check", a->check_mismatches,
-              a->check_repair ? " rewritten" : "",
-              now_seconds () - a->check_start);
+              a->check.repair ? "repair" : "check", a->check.mismatches,
+              a->check.repair ? " rewritten" : "",
+              now_seconds () - a->check.start);
   else
-    log_warn ("%s stopped: %s", a->check_repair ? "repair" : "check",
+    log_warn ("%s stopped: %s", a->check.repair ? "repair" : "check",
               strerror (-r));
-  a->check_running = false;
-  a->check_done_once = true;
+  a->check.running = false;
+  a->check.done_once = true;
   pthread_cond_broadcast (&a->bg_cond);
   pthread_mutex_unlock (&a->sb_lock);
   return NULL;
@@ -207,11 +206,11 @@ array_check_start (struct array *a, bool repair, uint64_t rate, char *msg,
 {
   pthread_mutex_lock (&a->sb_lock);
   int r = 0;
-  if (a->check_running) {
+  if (a->check.running) {
     snprintf (msg, msglen, "a check is already running");
     r = -EBUSY;
   }
-  else if (a->recovery_running || any_behind (a)) {
+  else if (a->recovery.running || any_behind (a)) {
     /* A repair could rewrite a chunk after the recovery copied it. */
     snprintf (msg, msglen, "a member is being recovered; check when it is "
               "done");
@@ -223,22 +222,22 @@ array_check_start (struct array *a, bool repair, uint64_t rate, char *msg,
     r = -EINVAL;
   }
   else {
-    a->check_repair = repair;
-    a->check_rate = rate;
-    a->check_pos = 0;
-    a->check_total = a->volume_bytes;
-    a->check_mismatches = a->check_repaired = 0;
-    a->check_source[0] = '\0';
-    a->check_start = now_seconds ();
-    int e = pthread_create (&a->check_thread, NULL, check_main, a);
+    a->check.repair = repair;
+    a->check.rate = rate;
+    a->check.pos = 0;
+    a->check.total = a->volume_bytes;
+    a->check.mismatches = a->check.repaired = 0;
+    a->check.source[0] = '\0';
+    a->check.start = now_seconds ();
+    int e = pthread_create (&a->check.thread, NULL, check_main, a);
     if (e) {
       snprintf (msg, msglen, "cannot start the check thread: %s",
                 strerror (e));
       r = -e;
     }
     else {
-      pthread_detach (a->check_thread);
-      a->check_running = true;
+      pthread_detach (a->check.thread);
+      a->check.running = true;
       snprintf (msg, msglen, "%s started", repair ? "repair" : "check");
       log_info ("%s", msg);
     }

@@ -7,6 +7,18 @@
 
 #include "core/member.h"
 
+const char *
+member_state_name (enum member_state st)
+{
+  switch (st) {
+  case MEMBER_ACTIVE: return "active";
+  case MEMBER_RECOVERING: return "recovering";
+  case MEMBER_FAULTY: return "faulty";
+  case MEMBER_MISSING: return "missing";
+  }
+  return "?";
+}
+
 int
 member_probe (struct io_file *io, struct member_probe *probe)
 {

@@ -8,6 +8,25 @@
 #include "common/io.h"
 #include "core/superblock.h"
 
+/* A member's state: one vocabulary for the mount decision, the array and
+ * status (member_state_name). */
+enum member_state {
+  MEMBER_ACTIVE,                /* current: read from and written to */
+  MEMBER_RECOVERING,            /* behind: written to, not read, until its
+                                 * recovery is durable */
+  MEMBER_FAULTY,                /* failed: neither */
+  MEMBER_MISSING,               /* its slot has no file */
+};
+
+/* How a recovering member is brought back (SPEC §5 step 5, §6). */
+enum recovery_mode {
+  RECOVER_BITMAP,               /* copy the chunks the bitmap marks */
+  RECOVER_FULL,                 /* copy everything (from recover_from on) */
+};
+
+/* "active", "recovering", "faulty", "missing": as status shows them. */
+const char *member_state_name (enum member_state st);
+
 /* What a member file says about itself. */
 struct member_probe {
   int64_t file_size;            /* bytes, or a negative errno */

@@ -27,7 +27,7 @@ array_fail_member (struct array *a, uint32_t slot, char *msg, size_t msglen)
   pthread_mutex_lock (&a->sb_lock);
   int st = state_of (a, slot);
   int r = 0;
-  if (st == MEMBER_BEHIND) {
+  if (st == MEMBER_RECOVERING) {
     /* Stop its recovery; it is faulty in every superblock already. */
     set_state (a, slot, MEMBER_FAULTY);
     snprintf (msg, msglen, "%s: recovery stopped, member faulty",
@@ -44,8 +44,8 @@ array_fail_member (struct array *a, uint32_t slot, char *msg, size_t msglen)
   }
   else {
     set_state (a, slot, MEMBER_FAULTY);
-    if (a->bm)
-      bitmap_allow_clearing (a->bm, false);
+    if (a->bitmap.bm)
+      bitmap_allow_clearing (a->bitmap.bm, false);
     /* Durable before we answer: the survivors say it is faulty. */
     r = array_bump_events_locked (a);
     log_warn ("%s: failed by the administrator; the volume goes on degraded",
@@ -93,7 +93,7 @@ static void *
 recovery_main (void *arg)
 {
   struct array *a = arg;
-  uint32_t slot = a->recovery_slot;
+  uint32_t slot = a->recovery.slot;
   const char *name = a->m[slot].io->name;
   uint64_t chunk = array_copy_unit (a);
   uint64_t nchunks = (a->volume_bytes + chunk - 1) / chunk;
@@ -105,23 +105,23 @@ recovery_main (void *arg)
    * recovery resumed at its recovery offset), and in a bitmap-guided one,
    * only the set bits: a clear bit was not written since the member left
    * (no bit has been cleared since, by the events_cleared rule). */
-  uint64_t full_from = a->recovery_full
+  uint64_t full_from = a->recovery.full
     ? a->m[slot].recover_from * 512 / chunk : nchunks;
   uint64_t pending = 0;
   for (uint64_t c = 0; c < nchunks && r == 0; c++) {
     if (__atomic_load_n (&a->stopping, __ATOMIC_ACQUIRE)
-        || state_of (a, slot) != MEMBER_BEHIND) {
+        || state_of (a, slot) != MEMBER_RECOVERING) {
       r = -ECANCELED;
       break;
     }
-    if (c < full_from && !(a->bm && bitmap_test (a->bm, c)))
+    if (c < full_from && !(a->bitmap.bm && bitmap_test (a->bitmap.bm, c)))
       continue;
     uint64_t start = c * chunk;
     uint64_t end = start + chunk < a->volume_bytes ? start + chunk
       : a->volume_bytes;
     r = recover_range (a, slot, buf, start, end);
     copied++;
-    __atomic_store_n (&a->recovery_pos, copied, __ATOMIC_RELAXED);
+    __atomic_store_n (&a->recovery.pos, copied, __ATOMIC_RELAXED);
     pending += end - start;
     if (r == 0 && c >= full_from && pending >= RESYNC_CHECKPOINT_BYTES) {
       /* Checkpoint: the copies so far are durable, then the member's
@@ -140,24 +140,24 @@ recovery_main (void *arg)
     r = array_member_sync (a, slot);
 
   pthread_mutex_lock (&a->sb_lock);
-  if (r == 0 && state_of (a, slot) == MEMBER_BEHIND) {
+  if (r == 0 && state_of (a, slot) == MEMBER_RECOVERING) {
     /* Its copy is durable: it becomes current, the others' superblocks
      * (its role active) first, then its own (SPEC §5 step 5). */
     set_state (a, slot, MEMBER_ACTIVE);
     a->m[slot].just_recovered = true;
     r = array_bump_events_locked (a);
-    if (r == 0 && a->bm && all_active (a))
-      bitmap_allow_clearing (a->bm, true);
+    if (r == 0 && a->bitmap.bm && all_active (a))
+      bitmap_allow_clearing (a->bitmap.bm, true);
     log_info ("%s: recovered (%" PRIu64 " of %" PRIu64 " chunks copied, %s) "
               "in %.1f s", name, copied, nchunks,
-              a->recovery_full ? "full" : "from the bitmap",
-              now_seconds () - a->recovery_start);
+              a->recovery.full ? "full" : "from the bitmap",
+              now_seconds () - a->recovery.start);
   }
   else if (r != -ECANCELED)
     log_error ("%s: recovery failed: %s", name, strerror (-r));
   else
     log_warn ("%s: recovery stopped", name);
-  a->recovery_running = false;
+  a->recovery.running = false;
   pthread_cond_broadcast (&a->bg_cond);
   pthread_mutex_unlock (&a->sb_lock);
   return NULL;
@@ -206,22 +206,22 @@ array_readd_member (struct array *a, struct io_file *io, uint32_t same_slot,
 
   pthread_mutex_lock (&a->sb_lock);
   int st = state_of (a, slot);
-  if (a->recovery_running) {
+  if (a->recovery.running) {
     snprintf (msg, msglen, "a recovery is already running; try again when "
               "it ends");
     r = -EBUSY;
     goto refuse;
   }
-  if (a->check_running) {
+  if (a->check.running) {
     /* A repair could rewrite a chunk after the recovery copied it. */
     snprintf (msg, msglen, "a %s is running; re-add when it is done",
-              a->check_repair ? "repair" : "check");
+              a->check.repair ? "repair" : "check");
     r = -EBUSY;
     goto refuse;
   }
-  if (st == MEMBER_ACTIVE || st == MEMBER_BEHIND) {
+  if (st == MEMBER_ACTIVE || st == MEMBER_RECOVERING) {
     snprintf (msg, msglen, "%s: slot %" PRIu32 " is already %s", io->name,
-              slot, st == MEMBER_ACTIVE ? "active" : "recovering");
+              slot, member_state_name ((enum member_state) st));
     r = -EEXIST;
     goto refuse;
   }
@@ -239,16 +239,16 @@ array_readd_member (struct array *a, struct io_file *io, uint32_t same_slot,
   }
 
   bool bits_usable = false;
-  if (a->bm && !__atomic_load_n (&a->bitmap_skip, __ATOMIC_ACQUIRE)
+  if (bitmap_guards_writes (a)
       && p.status == SB_VALID) {
     struct bitmap_header h;
-    bitmap_get_header (a->bm, &h);
+    bitmap_get_header (a->bitmap.bm, &h);
     bits_usable = p.sb.events >= h.events_cleared;
   }
   uint64_t from;
   bool bits = assemble_recovery_mode (&p.sb, bits_usable,
                                       a->volume_bytes / 512, &from)
-    == SLOT_BEHIND_BITMAP;
+    == RECOVER_BITMAP;
   if (!reuse) {
     /* A writer may still be inside a pwrite on the old file: it closes at
      * shutdown. */
@@ -280,17 +280,17 @@ array_readd_member (struct array *a, struct io_file *io, uint32_t same_slot,
     pthread_mutex_unlock (&a->sb_lock);
     return r;
   }
-  a->recovery_slot = slot;
-  a->recovery_full = !bits;
-  a->recovery_pos = 0;
+  a->recovery.slot = slot;
+  a->recovery.full = !bits;
+  a->recovery.pos = 0;
   uint64_t chunk = array_copy_unit (a);
-  a->recovery_total = bits ? bitmap_dirty_count (a->bm)
+  a->recovery.total = bits ? bitmap_dirty_count (a->bitmap.bm)
     : (a->volume_bytes + chunk - 1) / chunk - from * 512 / chunk;
-  a->recovery_start = now_seconds ();
-  set_state (a, slot, MEMBER_BEHIND);
-  if (a->bm)
-    bitmap_allow_clearing (a->bm, false);
-  int e = pthread_create (&a->recovery_thread, NULL, recovery_main, a);
+  a->recovery.start = now_seconds ();
+  set_state (a, slot, MEMBER_RECOVERING);
+  if (a->bitmap.bm)
+    bitmap_allow_clearing (a->bitmap.bm, false);
+  int e = pthread_create (&a->recovery.thread, NULL, recovery_main, a);
   if (e) {
     set_state (a, slot, MEMBER_FAULTY);
     snprintf (msg, msglen, "cannot start the recovery thread: %s",
@@ -298,12 +298,12 @@ array_readd_member (struct array *a, struct io_file *io, uint32_t same_slot,
     pthread_mutex_unlock (&a->sb_lock);
     return -e;
   }
-  pthread_detach (a->recovery_thread);
-  a->recovery_running = true;
+  pthread_detach (a->recovery.thread);
+  a->recovery.running = true;
   snprintf (msg, msglen, "%s: re-added to slot %" PRIu32 "; recovering %s "
             "(%" PRIu64 " chunks)", io->name, slot,
             bits ? "the chunks the bitmap marks" : "everything",
-            a->recovery_total);
+            a->recovery.total);
   log_info ("%s", msg);
   pthread_mutex_unlock (&a->sb_lock);
   return 0;

@@ -96,7 +96,7 @@ checkpoint_run (struct checkpoint *k)
   if (done > a->volume_bytes / 512)
     done = a->volume_bytes / 512;
   for (uint32_t s = 0; s < a->nslots && r == 0; s++)
-    if (k->full_target[s] && state_of (a, s) == MEMBER_BEHIND
+    if (k->full_target[s] && state_of (a, s) == MEMBER_RECOVERING
         && done > a->m[s].recover_from) {
       /* A member that fails here is left out; the resync goes on. */
       if (array_write_recovery_sb (a, s, done, false) == 0)
@@ -104,10 +104,10 @@ checkpoint_run (struct checkpoint *k)
     }
   /* Bits go only while every slot is active: a missing, faulty or behind
    * member may still need them (md's NEEDED). */
-  if (r == 0 && a->bm && !a->bitmap_gone && !k->any_behind && all_active (a)
-      && bitmap_clear_range (a->bm, k->first, k->end - k->first) < 0)
+  if (r == 0 && bitmap_in_use (a) && !k->any_behind && all_active (a)
+      && bitmap_clear_range (a->bitmap.bm, k->first, k->end - k->first) < 0)
     r = array_bitmap_failed (a);
-  if (r == 0 && !a->bm && a->resync_from != UINT64_MAX) {
+  if (r == 0 && !a->bitmap.bm && a->resync_from != UINT64_MAX) {
     pthread_mutex_lock (&a->sb_lock);
     a->resync_offset = k->last ? SB_RESYNC_CLEAN : k->end * k->chunk / 512;
     r = array_bump_events_locked (a);
@@ -177,23 +177,23 @@ array_resync (struct array *a, struct array_resync_stats *st)
       continue;
     int state = state_of (a, s);
     if (state == MEMBER_ACTIVE) {
-      if (a->bm && a->bitmap_stale_at_mount && a->bitmap_gone)
+      if (a->bitmap.stale_at_mount && bitmap_use (a) != BITMAP_IN_USE)
         full_target[s] = true;  /* stale bits that could not be rebuilt */
-      else if (a->bm)
+      else if (a->bitmap.bm)
         bits_target[s] = true;
       else if (a->resync_from != UINT64_MAX)
         current_target[s] = true;
       any_target |= bits_target[s] || current_target[s] || full_target[s];
     }
-    else if (state == MEMBER_BEHIND) {
+    else if (state == MEMBER_RECOVERING) {
       any_behind = true;
       any_target = true;
-      bool bits = a->m[s].recovery == SLOT_BEHIND_BITMAP && a->bm;
+      bool bits = a->m[s].recovery == RECOVER_BITMAP && a->bitmap.bm;
       if (bits)
         bits_target[s] = true;
       else {
         full_target[s] = true;
-        if (a->bm)
+        if (a->bitmap.bm)
           full_from[s] = a->m[s].recover_from * 512 / chunk;
         else
           a->m[s].recover_from = 0;
@@ -203,8 +203,8 @@ array_resync (struct array *a, struct array_resync_stats *st)
       array_write_recovery_sb (a, s, bits ? 0 : a->m[s].recover_from, bits);
     }
   }
-  st->full = a->bitmap_stale_at_mount
-    || (!a->bm && a->resync_from != UINT64_MAX) || any_full_target (full_target, a->nslots);
+  st->full = a->bitmap.stale_at_mount
+    || (!a->bitmap.bm && a->resync_from != UINT64_MAX) || any_full_target (full_target, a->nslots);
 
   uint8_t *buf = NULL;
   if (any_target && posix_memalign ((void **) &buf, 4096, COPY_BUF_SIZE) != 0) {
@@ -212,7 +212,7 @@ array_resync (struct array *a, struct array_resync_stats *st)
     return -ENOMEM;
   }
 
-  bool bits_only = a->bm != NULL && !any_full_target (full_target, a->nslots);
+  bool bits_only = a->bitmap.bm != NULL && !any_full_target (full_target, a->nslots);
   for (uint32_t s = 0; s < a->nslots; s++)
     bits_only &= !current_target[s];
   bool written[ASSEMBLE_MAX_SLOTS] = { 0 };
@@ -236,19 +236,19 @@ array_resync (struct array *a, struct array_resync_stats *st)
        * (landing on its last clean chunk, so the checkpoint test below
        * still sees the volume's last chunk).  The turn before found it
        * already, unless this is the first. */
-      uint64_t next = c > 0 ? ahead : bitmap_next_dirty (a->bm, c);
+      uint64_t next = c > 0 ? ahead : bitmap_next_dirty (a->bitmap.bm, c);
       if (next > c)
         c = next - 1;
       /* The chunks to copy are scattered: ask for the next one's data now,
        * so that its read overlaps this chunk's copy.  (Only chunks before
        * this one are cleared meanwhile, by the checkpoints.) */
-      ahead = bitmap_next_dirty (a->bm, c + 1);
+      ahead = bitmap_next_dirty (a->bitmap.bm, c + 1);
       int fd = io_posix_fd (a->m[a->reference].io);
       if (ahead < nchunks && fd >= 0)
         posix_fadvise (fd, (off_t) (ahead * chunk), (off_t) chunk,
                        POSIX_FADV_WILLNEED);
     }
-    bool dirty = a->bm && bitmap_test (a->bm, c);
+    bool dirty = a->bitmap.bm && bitmap_test (a->bitmap.bm, c);
     bool want[ASSEMBLE_MAX_SLOTS];
     bool any = false;
     for (uint32_t s = 0; s < a->nslots; s++) {
@@ -341,7 +341,7 @@ array_resync (struct array *a, struct array_resync_stats *st)
   pthread_mutex_lock (&a->sb_lock);
   bool recovered = false;
   for (uint32_t s = 0; s < a->nslots; s++) {
-    if (state_of (a, s) == MEMBER_BEHIND) {
+    if (state_of (a, s) == MEMBER_RECOVERING) {
       set_state (a, s, MEMBER_ACTIVE);
       a->m[s].just_recovered = true;
       recovered = true;
@@ -349,7 +349,7 @@ array_resync (struct array *a, struct array_resync_stats *st)
   }
   if (recovered)
     r = array_bump_events_locked (a);
-  if (a->resync_from != UINT64_MAX && !a->bm) {
+  if (a->resync_from != UINT64_MAX && !a->bitmap.bm) {
     a->resync_from = UINT64_MAX;
     if (a->resync_offset != SB_RESYNC_CLEAN && r == 0) {
       a->resync_offset = SB_RESYNC_CLEAN;
@@ -360,12 +360,12 @@ array_resync (struct array *a, struct array_resync_stats *st)
 
   /* With every member in sync and durable, the bits behind the copies can
    * go (none was cleared while a member was behind). */
-  if (r == 0 && a->bm && !a->bitmap_gone && all_active (a)) {
-    bitmap_allow_clearing (a->bm, true);
-    if (any_behind && bitmap_clear_range (a->bm, 0, nchunks) < 0)
+  if (r == 0 && bitmap_in_use (a) && all_active (a)) {
+    bitmap_allow_clearing (a->bitmap.bm, true);
+    if (any_behind && bitmap_clear_range (a->bitmap.bm, 0, nchunks) < 0)
       r = array_bitmap_failed (a);
   }
-  if (r == 0 && a->bm && bitmap_failed (a->bm))
+  if (r == 0 && a->bitmap.bm && bitmap_failed (a->bitmap.bm))
     r = array_bitmap_failed (a);
   st->seconds = now_seconds () - t0;
   a->last_resync = *st;

@@ -27,18 +27,6 @@ out (struct outbuf *o, const char *fmt, ...)
     o->used += (size_t) n < o->len - o->used ? (size_t) n : o->len - o->used - 1;
 }
 
-static const char *
-state_name (int st)
-{
-  switch (st) {
-  case MEMBER_ACTIVE: return "active";
-  case MEMBER_FAULTY: return "faulty";
-  case MEMBER_BEHIND: return "recovering";
-  case MEMBER_MISSING: return "missing";
-  }
-  return "?";
-}
-
 /* A JSON string: member paths may hold quotes or backslashes. */
 static void
 out_json_string (struct outbuf *o, const char *s)
@@ -58,7 +46,7 @@ out_json_string (struct outbuf *o, const char *s)
 
 struct snapshot {
   uint64_t events;
-  int state[ASSEMBLE_MAX_SLOTS];
+  enum member_state state[ASSEMBLE_MAX_SLOTS];
   const char *name[ASSEMBLE_MAX_SLOTS];
   uint64_t rerr[ASSEMBLE_MAX_SLOTS], werr[ASSEMBLE_MAX_SLOTS];
   uint32_t active;
@@ -82,37 +70,37 @@ take_snapshot (struct array *a, struct snapshot *s)
   pthread_mutex_lock (&a->sb_lock);
   s->events = a->events;
   for (uint32_t k = 0; k < a->nslots; k++) {
-    s->state[k] = state_of (a, k);
+    s->state[k] = (enum member_state) state_of (a, k);
     s->name[k] = a->m[k].io ? a->m[k].io->name : "(missing)";
     s->rerr[k] = __atomic_load_n (&a->m[k].read_errors, __ATOMIC_RELAXED);
     s->werr[k] = a->m[k].write_errors;
     if (s->state[k] == MEMBER_ACTIVE)
       s->active++;
   }
-  s->bitmap = a->bm != NULL;
-  s->bitmap_ok = a->bm && !__atomic_load_n (&a->bitmap_skip, __ATOMIC_ACQUIRE);
-  if (a->bm) {
-    s->dirty = bitmap_dirty_count (a->bm);
-    s->chunks = bitmap_nchunks (a->bm);
-    s->chunk = bitmap_chunk_size (a->bm);
+  s->bitmap = a->bitmap.bm != NULL;
+  s->bitmap_ok = bitmap_guards_writes (a);
+  if (a->bitmap.bm) {
+    s->dirty = bitmap_dirty_count (a->bitmap.bm);
+    s->chunks = bitmap_nchunks (a->bitmap.bm);
+    s->chunk = bitmap_chunk_size (a->bitmap.bm);
   }
-  s->recovering = a->recovery_running;
-  s->rslot = a->recovery_slot;
-  s->rfull = a->recovery_full;
-  s->rpos = __atomic_load_n (&a->recovery_pos, __ATOMIC_RELAXED);
-  s->rtotal = a->recovery_total;
+  s->recovering = a->recovery.running;
+  s->rslot = a->recovery.slot;
+  s->rfull = a->recovery.full;
+  s->rpos = __atomic_load_n (&a->recovery.pos, __ATOMIC_RELAXED);
+  s->rtotal = a->recovery.total;
   if (s->rpos > s->rtotal)
     s->rtotal = s->rpos;
-  s->relapsed = now_seconds () - a->recovery_start;
-  s->checking = a->check_running;
-  s->check_done = a->check_done_once;
-  s->repair = a->check_repair;
-  s->cpos = __atomic_load_n (&a->check_pos, __ATOMIC_RELAXED);
-  s->ctotal = a->check_total;
-  s->mismatches = __atomic_load_n (&a->check_mismatches, __ATOMIC_RELAXED);
-  s->repaired = __atomic_load_n (&a->check_repaired, __ATOMIC_RELAXED);
-  s->celapsed = now_seconds () - a->check_start;
-  s->csource = a->check_source;
+  s->relapsed = now_seconds () - a->recovery.start;
+  s->checking = a->check.running;
+  s->check_done = a->check.done_once;
+  s->repair = a->check.repair;
+  s->cpos = __atomic_load_n (&a->check.pos, __ATOMIC_RELAXED);
+  s->ctotal = a->check.total;
+  s->mismatches = __atomic_load_n (&a->check.mismatches, __ATOMIC_RELAXED);
+  s->repaired = __atomic_load_n (&a->check.repaired, __ATOMIC_RELAXED);
+  s->celapsed = now_seconds () - a->check.start;
+  s->csource = a->check.source;
   pthread_mutex_unlock (&a->sb_lock);
 }
 
@@ -146,7 +134,7 @@ array_status_text (struct array *a, char *buf, size_t len)
   out (&o, "]\n");
   for (uint32_t k = 0; k < a->nslots; k++)
     out (&o, "      %" PRIu32 ": %-10s %s  (read errors %" PRIu64
-         ", write errors %" PRIu64 ")\n", k, state_name (s.state[k]),
+         ", write errors %" PRIu64 ")\n", k, member_state_name (s.state[k]),
          s.name[k], s.rerr[k], s.werr[k]);
   if (!s.bitmap)
     out (&o, "bitmap : none (-o nobitmap)\n");
@@ -154,7 +142,7 @@ array_status_text (struct array *a, char *buf, size_t len)
     char cs[32];
     format_bytes (s.chunk, cs, sizeof cs);
     out (&o, "bitmap : %s, %" PRIu64 "/%" PRIu64 " chunks dirty, chunk %s%s\n",
-         bitmap_name (a->bm), s.dirty, s.chunks, cs,
+         bitmap_name (a->bitmap.bm), s.dirty, s.chunks, cs,
          s.bitmap_ok ? "" : " (abandoned after an error: the next mount "
          "resyncs everything)");
   }
@@ -197,7 +185,7 @@ array_status_json (struct array *a, char *buf, size_t len)
     out (&o, "%s{\"slot\":%" PRIu32 ",\"path\":", k ? "," : "", k);
     out_json_string (&o, s.name[k]);
     out (&o, ",\"state\":\"%s\",\"read_errors\":%" PRIu64
-         ",\"write_errors\":%" PRIu64 "}", state_name (s.state[k]), s.rerr[k],
+         ",\"write_errors\":%" PRIu64 "}", member_state_name (s.state[k]), s.rerr[k],
          s.werr[k]);
   }
   out (&o, "],\"bitmap\":");
@@ -205,7 +193,7 @@ array_status_json (struct array *a, char *buf, size_t len)
     out (&o, "null");
   else {
     out (&o, "{\"path\":");
-    out_json_string (&o, bitmap_name (a->bm));
+    out_json_string (&o, bitmap_name (a->bitmap.bm));
     out (&o, ",\"chunk_size\":%" PRIu64 ",\"chunks\":%" PRIu64
          ",\"dirty\":%" PRIu64 ",\"in_use\":%s}", s.chunk, s.chunks, s.dirty,
          s.bitmap_ok ? "true" : "false");

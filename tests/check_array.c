@@ -345,7 +345,7 @@ START_TEST (test_member_write_error_marks_it_faulty_and_bits_stay)
   io_mem_stats (fx.mem[1])->fail_pwrite = 0;
   a = fx_assemble (&fx, NULL);
   ck_assert_ptr_nonnull (a);
-  ck_assert_int_eq (array_member_state (a, 1), MEMBER_BEHIND);
+  ck_assert_int_eq (array_member_state (a, 1), MEMBER_RECOVERING);
   struct array_resync_stats st;
   ck_assert_int_eq (array_resync (a, &st), 0);
   ck_assert_uint_eq (st.chunks_copied, 1);
@@ -952,7 +952,7 @@ START_TEST (test_interrupted_full_recovery_resumes_at_its_recovery_offset)
 
   struct array *a = fx_assemble (&fx, NULL);
   ck_assert_ptr_nonnull (a);
-  ck_assert_int_eq (array_member_state (a, 1), MEMBER_BEHIND);
+  ck_assert_int_eq (array_member_state (a, 1), MEMBER_RECOVERING);
   struct array_resync_stats st;
   ck_assert_int_eq (array_resync (a, &st), 0);
   ck_assert_uint_eq (st.chunks_copied, 1 + (NCHUNKS - 8));

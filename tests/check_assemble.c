@@ -87,6 +87,12 @@ bitmap_in (struct assemble_bitmap_in *b, uint64_t events,
 static char err[512];
 static struct assemble_plan plan;
 
+/* Slot S is behind and recovered by MODE. */
+#define ck_assert_recovering(p, s, mode) do {                 \
+    ck_assert_int_eq ((p)->slot[s], MEMBER_RECOVERING);       \
+    ck_assert_int_eq ((p)->recovery[s], (mode));              \
+  } while (0)
+
 static int
 decide (const struct member_probe *m, size_t n,
         const struct assemble_bitmap_in *bm, bool degraded, bool force)
@@ -115,8 +121,8 @@ START_TEST (test_whole_array_with_current_bitmap_resyncs_by_bitmap)
   member (&m[1], 1, 10);
   bitmap_in (&b, 10, 8);
   ASSERT_OK (decide (m, 2, &b, false, false));
-  ck_assert_int_eq (plan.slot[0], SLOT_CURRENT);
-  ck_assert_int_eq (plan.slot[1], SLOT_CURRENT);
+  ck_assert_int_eq (plan.slot[0], MEMBER_ACTIVE);
+  ck_assert_int_eq (plan.slot[1], MEMBER_ACTIVE);
   ck_assert_int_eq (plan.member_of_slot[0], 0);
   ck_assert_int_eq (plan.member_of_slot[1], 1);
   ck_assert_int_eq (plan.bitmap, BITMAP_USE_CURRENT);
@@ -138,8 +144,8 @@ START_TEST (test_members_given_in_any_order_map_to_their_slots)
   ASSERT_OK (decide (m, 2, &b, false, false));
   ck_assert_int_eq (plan.member_of_slot[0], 1);
   ck_assert_int_eq (plan.member_of_slot[1], 0);
-  ck_assert_int_eq (plan.slot[0], SLOT_CURRENT);
-  ck_assert_int_eq (plan.slot[1], SLOT_CURRENT);
+  ck_assert_int_eq (plan.slot[0], MEMBER_ACTIVE);
+  ck_assert_int_eq (plan.slot[1], MEMBER_ACTIVE);
   ck_assert_int_eq (plan.bitmap, BITMAP_USE_CURRENT);
 }
 END_TEST
@@ -154,8 +160,8 @@ START_TEST (test_bitmap_with_older_events_is_stale)
   ASSERT_OK (decide (m, 2, &b, false, false));
   ck_assert_int_eq (plan.bitmap, BITMAP_USE_STALE);
   ck_assert_str_ne (plan.bitmap_stale_reason, "");
-  ck_assert_int_eq (plan.slot[0], SLOT_CURRENT);
-  ck_assert_int_eq (plan.slot[1], SLOT_CURRENT);
+  ck_assert_int_eq (plan.slot[0], MEMBER_ACTIVE);
+  ck_assert_int_eq (plan.slot[1], MEMBER_ACTIVE);
 }
 END_TEST
 
@@ -185,8 +191,8 @@ START_TEST (test_our_bitmap_with_bad_header_checksum_is_stale_not_refused)
   ASSERT_OK (decide (m, 2, &b, false, false));
   ck_assert_int_eq (plan.bitmap, BITMAP_USE_STALE);
   ck_assert_ptr_nonnull (strstr (plan.bitmap_stale_reason, "checksum"));
-  ck_assert_int_eq (plan.slot[0], SLOT_CURRENT);
-  ck_assert_int_eq (plan.slot[1], SLOT_CURRENT);
+  ck_assert_int_eq (plan.slot[0], MEMBER_ACTIVE);
+  ck_assert_int_eq (plan.slot[1], MEMBER_ACTIVE);
 }
 END_TEST
 
@@ -199,8 +205,8 @@ START_TEST (test_behind_member_not_older_than_last_clear_recovers_set_bits)
   member (&m[1], 1, 10);
   bitmap_in (&b, 12, 10);               /* events_cleared == member's events */
   ASSERT_OK (decide (m, 2, &b, false, false));
-  ck_assert_int_eq (plan.slot[0], SLOT_CURRENT);
-  ck_assert_int_eq (plan.slot[1], SLOT_BEHIND_BITMAP);
+  ck_assert_int_eq (plan.slot[0], MEMBER_ACTIVE);
+  ck_assert_recovering (&plan, 1, RECOVER_BITMAP);
   ck_assert_int_eq (plan.bitmap, BITMAP_USE_CURRENT);
   ck_assert_uint_eq (plan.events, 12);
   ck_assert_uint_eq (plan.reference, 0);
@@ -216,8 +222,8 @@ START_TEST (test_behind_member_older_than_last_clear_recovers_everything)
   member (&m[1], 1, 10);
   bitmap_in (&b, 12, 11);
   ASSERT_OK (decide (m, 2, &b, false, false));
-  ck_assert_int_eq (plan.slot[0], SLOT_CURRENT);
-  ck_assert_int_eq (plan.slot[1], SLOT_BEHIND_FULL);
+  ck_assert_int_eq (plan.slot[0], MEMBER_ACTIVE);
+  ck_assert_recovering (&plan, 1, RECOVER_FULL);
   ck_assert_int_eq (plan.bitmap, BITMAP_USE_CURRENT);
 }
 END_TEST
@@ -231,11 +237,11 @@ START_TEST (test_behind_member_is_recovered_fully_when_the_bitmap_is_stale)
   bitmap_in (&b, 11, 5);                /* behind the current member */
   ASSERT_OK (decide (m, 2, &b, false, false));
   ck_assert_int_eq (plan.bitmap, BITMAP_USE_STALE);
-  ck_assert_int_eq (plan.slot[1], SLOT_BEHIND_FULL);
+  ck_assert_recovering (&plan, 1, RECOVER_FULL);
   bitmap_in (&b, 12, 5);
   b.hdr.state = BITMAP_STATE_STALE;
   ASSERT_OK (decide (m, 2, &b, false, false));
-  ck_assert_int_eq (plan.slot[1], SLOT_BEHIND_FULL);
+  ck_assert_recovering (&plan, 1, RECOVER_FULL);
 }
 END_TEST
 
@@ -250,8 +256,8 @@ START_TEST (test_newest_member_is_the_reference_whatever_its_place)
   ASSERT_OK (decide (m, 2, &b, false, false));
   ck_assert_uint_eq (plan.reference, 1);
   ck_assert_uint_eq (plan.events, 12);
-  ck_assert_int_eq (plan.slot[1], SLOT_CURRENT);
-  ck_assert_int_eq (plan.slot[0], SLOT_BEHIND_BITMAP);
+  ck_assert_int_eq (plan.slot[1], MEMBER_ACTIVE);
+  ck_assert_recovering (&plan, 0, RECOVER_BITMAP);
 }
 END_TEST
 
@@ -265,8 +271,8 @@ START_TEST (test_member_marked_faulty_by_the_current_member_is_behind)
   member (&m[1], 1, 12);
   bitmap_in (&b, 12, 10);
   ASSERT_OK (decide (m, 2, &b, false, false));
-  ck_assert_int_eq (plan.slot[0], SLOT_CURRENT);
-  ck_assert_int_eq (plan.slot[1], SLOT_BEHIND_BITMAP);
+  ck_assert_int_eq (plan.slot[0], MEMBER_ACTIVE);
+  ck_assert_recovering (&plan, 1, RECOVER_BITMAP);
 }
 END_TEST
 
@@ -283,8 +289,8 @@ START_TEST (test_member_marked_faulty_by_a_current_member_listed_after_it_is_beh
   bitmap_in (&b, 12, 10);
   ASSERT_OK (decide (m, 2, &b, false, false));
   ck_assert_int_eq (plan.member_of_slot[1], 0);
-  ck_assert_int_eq (plan.slot[0], SLOT_CURRENT);
-  ck_assert_int_eq (plan.slot[1], SLOT_BEHIND_BITMAP);
+  ck_assert_int_eq (plan.slot[0], MEMBER_ACTIVE);
+  ck_assert_recovering (&plan, 1, RECOVER_BITMAP);
 }
 END_TEST
 
@@ -318,8 +324,8 @@ START_TEST (test_interrupted_full_recovery_resumes_at_its_recovery_offset)
   /* Listed first, it is still not the reference. */
   struct member_probe r[2] = { m[1], m[0] };
   ASSERT_OK (decide (r, 2, &b, false, false));
-  ck_assert_int_eq (plan.slot[0], SLOT_CURRENT);
-  ck_assert_int_eq (plan.slot[1], SLOT_BEHIND_FULL);
+  ck_assert_int_eq (plan.slot[0], MEMBER_ACTIVE);
+  ck_assert_recovering (&plan, 1, RECOVER_FULL);
   ck_assert_uint_eq (plan.recover_from[1], 300 * CHUNK / 512);
   ck_assert_uint_eq (plan.reference, 1);
   ck_assert_ptr_nonnull (strstr (plan.warnings, "resuming"));
@@ -327,7 +333,7 @@ START_TEST (test_interrupted_full_recovery_resumes_at_its_recovery_offset)
    * say what it missed; everything is copied. */
   bitmap_in (&b, 12, 13);
   ASSERT_OK (decide (m, 2, &b, false, false));
-  ck_assert_int_eq (plan.slot[1], SLOT_BEHIND_FULL);
+  ck_assert_recovering (&plan, 1, RECOVER_FULL);
   ck_assert_uint_eq (plan.recover_from[1], 0);
   /* A stale bitmap: the same. */
   bitmap_in (&b, 11, 10);
@@ -348,7 +354,7 @@ START_TEST (test_interrupted_bitmap_guided_recovery_copies_the_set_bits_again)
   m[1].sb.recovery_offset = 0;
   bitmap_in (&b, 12, 10);
   ASSERT_OK (decide (m, 2, &b, false, false));
-  ck_assert_int_eq (plan.slot[1], SLOT_BEHIND_BITMAP);
+  ck_assert_recovering (&plan, 1, RECOVER_BITMAP);
 }
 END_TEST
 
@@ -360,9 +366,9 @@ START_TEST (test_torn_member_gets_full_recovery)
   torn (&m[1], 1, 12);                  /* its events are not trusted */
   bitmap_in (&b, 12, 10);
   ASSERT_OK (decide (m, 2, &b, false, false));
-  ck_assert_int_eq (plan.slot[0], SLOT_CURRENT);
+  ck_assert_int_eq (plan.slot[0], MEMBER_ACTIVE);
   ck_assert_int_eq (plan.member_of_slot[1], 1);
-  ck_assert_int_eq (plan.slot[1], SLOT_BEHIND_FULL);
+  ck_assert_recovering (&plan, 1, RECOVER_FULL);
   ck_assert_int_eq (plan.bitmap, BITMAP_USE_CURRENT);
   ck_assert_uint_eq (plan.reference, 0);
   ck_assert_ptr_nonnull (strstr (plan.warnings, NAMES[1]));
@@ -380,8 +386,8 @@ START_TEST (test_torn_member_with_garbled_slot_takes_the_free_slot)
   ASSERT_OK (decide (m, 2, &b, false, false));
   ck_assert_int_eq (plan.member_of_slot[0], 1);
   ck_assert_int_eq (plan.member_of_slot[1], 0);
-  ck_assert_int_eq (plan.slot[0], SLOT_CURRENT);
-  ck_assert_int_eq (plan.slot[1], SLOT_BEHIND_FULL);
+  ck_assert_int_eq (plan.slot[0], MEMBER_ACTIVE);
+  ck_assert_recovering (&plan, 1, RECOVER_FULL);
 }
 END_TEST
 
@@ -392,8 +398,8 @@ START_TEST (test_missing_slot_with_degraded_is_missing)
   member (&m[0], 0, 10);
   bitmap_in (&b, 10, 8);
   ASSERT_OK (decide (m, 1, &b, true, false));
-  ck_assert_int_eq (plan.slot[0], SLOT_CURRENT);
-  ck_assert_int_eq (plan.slot[1], SLOT_MISSING);
+  ck_assert_int_eq (plan.slot[0], MEMBER_ACTIVE);
+  ck_assert_int_eq (plan.slot[1], MEMBER_MISSING);
   ck_assert_int_eq (plan.member_of_slot[1], -1);
   ck_assert_int_eq (plan.bitmap, BITMAP_USE_CURRENT);
 }
@@ -697,8 +703,8 @@ START_TEST (test_bitmap_newer_than_every_member_is_refused_unless_forced)
   ASSERT_REFUSED_NAMING (decide (m, 2, &b, true, false), BITMAP_NAME);
   ck_assert_ptr_nonnull (strstr (err, "force"));
   ASSERT_OK (decide (m, 2, &b, false, true));
-  ck_assert_int_eq (plan.slot[0], SLOT_CURRENT);
-  ck_assert_int_eq (plan.slot[1], SLOT_CURRENT);
+  ck_assert_int_eq (plan.slot[0], MEMBER_ACTIVE);
+  ck_assert_int_eq (plan.slot[1], MEMBER_ACTIVE);
   ck_assert_int_ne (plan.bitmap, BITMAP_UNUSED);
 }
 END_TEST
