@@ -63,6 +63,25 @@ io_close (struct io_file *f)
     f->ops->close (f);
 }
 
+int
+io_truncate (struct io_file *f, uint64_t size)
+{
+  return f->ops->truncate ? f->ops->truncate (f, size) : -EOPNOTSUPP;
+}
+
+int
+io_identity (struct io_file *f, struct io_identity *id)
+{
+  return f->ops->identity ? f->ops->identity (f, id) : -EOPNOTSUPP;
+}
+
+void
+io_advise_willneed (struct io_file *f, uint64_t off, uint64_t len)
+{
+  if (f->ops->advise_willneed)
+    f->ops->advise_willneed (f, off, len);
+}
+
 /* ---- POSIX backend ---- */
 
 struct posix_priv {
@@ -119,12 +138,66 @@ posix_close (struct io_file *f)
   free (f);
 }
 
+static int
+posix_truncate (struct io_file *f, uint64_t size)
+{
+  struct posix_priv *p = f->priv;
+  return ftruncate (p->fd, (off_t) size) < 0 ? -errno : 0;
+}
+
+static void
+posix_advise_willneed (struct io_file *f, uint64_t off, uint64_t len)
+{
+  struct posix_priv *p = f->priv;
+  posix_fadvise (p->fd, (off_t) off, (off_t) len, POSIX_FADV_WILLNEED);
+}
+
+static int
+posix_identity (struct io_file *f, struct io_identity *id)
+{
+  struct posix_priv *p = f->priv;
+  struct stat st;
+  if (fstat (p->fd, &st) < 0)
+    return -errno;
+  id->dev = (uint64_t) st.st_dev;
+  id->ino = (uint64_t) st.st_ino;
+  return 0;
+}
+
+static int
+posix_copy_range (struct io_file *src, struct io_file *dst, uint64_t off,
+                  uint64_t len)
+{
+  int in = ((struct posix_priv *) src->priv)->fd;
+  int out = ((struct posix_priv *) dst->priv)->fd;
+  loff_t oin = (loff_t) off, oout = (loff_t) off;
+  uint64_t left = len;
+  while (left > 0) {
+    ssize_t n = copy_file_range (in, &oin, out, &oout, left, 0);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0 && (errno == EXDEV || errno == ENOSYS || errno == EOPNOTSUPP
+                  || errno == EINVAL) && left == len)
+      return -EOPNOTSUPP;       /* not here: the caller copies itself */
+    if (n < 0)
+      return -errno;
+    if (n == 0)
+      return -EIO;              /* the source is shorter than expected */
+    left -= (uint64_t) n;
+  }
+  return 0;
+}
+
 static const struct io_ops posix_ops = {
   .pread = posix_pread,
   .pwrite = posix_pwrite,
   .fdatasync = posix_fdatasync,
   .size = posix_size,
   .close = posix_close,
+  .truncate = posix_truncate,
+  .advise_willneed = posix_advise_willneed,
+  .identity = posix_identity,
+  .copy_range = posix_copy_range,
 };
 
 struct io_file *
@@ -218,26 +291,11 @@ int
 io_copy_range (struct io_file *src, struct io_file *dst, uint64_t off,
                uint64_t len, void *buf, size_t buflen)
 {
-  int in = io_posix_fd (src), out = io_posix_fd (dst);
-  if (in >= 0 && out >= 0) {
-    loff_t oin = (loff_t) off, oout = (loff_t) off;
-    uint64_t left = len;
-    while (left > 0) {
-      ssize_t n = copy_file_range (in, &oin, out, &oout, left, 0);
-      if (n < 0 && errno == EINTR)
-        continue;
-      if (n < 0 && (errno == EXDEV || errno == ENOSYS || errno == EOPNOTSUPP
-                    || errno == EINVAL) && left == len)
-        goto through_buffer;    /* not supported here: copy ourselves */
-      if (n < 0)
-        return -errno;
-      if (n == 0)
-        return -EIO;            /* the source is shorter than expected */
-      left -= (uint64_t) n;
-    }
-    return 0;
+  if (src->ops == dst->ops && src->ops->copy_range) {
+    int r = src->ops->copy_range (src, dst, off, len);
+    if (r != -EOPNOTSUPP)
+      return r;
   }
-through_buffer:
   for (uint64_t done = 0; done < len;) {
     size_t n = (size_t) (len - done < buflen ? len - done : buflen);
     int r = io_pread_full (src, buf, n, off + done);

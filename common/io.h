@@ -13,6 +13,12 @@
 
 struct io_file;
 
+/* Where a file lives: two io_files with the same identity are one file,
+ * and files with different devs are on different filesystems. */
+struct io_identity {
+  uint64_t dev, ino;
+};
+
 struct io_ops {
   ssize_t (*pread) (struct io_file *f, void *buf, size_t len, uint64_t off);
   ssize_t (*pwrite) (struct io_file *f, const void *buf, size_t len,
@@ -21,6 +27,19 @@ struct io_ops {
   /* Size in bytes, or a negative errno. */
   int64_t (*size) (struct io_file *f);
   void (*close) (struct io_file *f);
+
+  /* Optional (NULL: the backend cannot; the wrappers below say what then
+   * happens). */
+  /* Set the size to SIZE bytes; bytes past the old end read as zeros. */
+  int (*truncate) (struct io_file *f, uint64_t size);
+  /* [OFF, OFF+LEN) will be read soon: start reading it ahead. */
+  void (*advise_willneed) (struct io_file *f, uint64_t off, uint64_t len);
+  int (*identity) (struct io_file *f, struct io_identity *id);
+  /* Copy [OFF, OFF+LEN) of SRC (same backend) to the same place in DST
+   * without a trip through the caller; -EOPNOTSUPP when not possible for
+   * these two files (the caller then copies through a buffer). */
+  int (*copy_range) (struct io_file *src, struct io_file *dst, uint64_t off,
+                     uint64_t len);
 };
 
 struct io_file {
@@ -37,10 +56,15 @@ int io_pwrite_full (struct io_file *f, const void *buf, size_t len,
 int io_fdatasync (struct io_file *f);
 int64_t io_size (struct io_file *f);
 void io_close (struct io_file *f);
+/* -EOPNOTSUPP when the backend cannot. */
+int io_truncate (struct io_file *f, uint64_t size);
+int io_identity (struct io_file *f, struct io_identity *id);
+/* A hint; nothing when the backend takes none. */
+void io_advise_willneed (struct io_file *f, uint64_t off, uint64_t len);
 
-/* Copy [OFF, OFF+LEN) of SRC to the same place in DST: in the kernel
- * (copy_file_range) when both are POSIX files, else through BUF (BUFLEN
- * bytes).  0 or a negative errno; on error the caller cannot tell which
+/* Copy [OFF, OFF+LEN) of SRC to the same place in DST: by the backend's
+ * copy_range when both files have it (for POSIX files, copy_file_range in
+ * the kernel), else through BUF (BUFLEN bytes).  0 or a negative errno; on error the caller cannot tell which
  * side failed and should retry through its own read and write. */
 int io_copy_range (struct io_file *src, struct io_file *dst, uint64_t off,
                    uint64_t len, void *buf, size_t buflen);
@@ -52,7 +76,9 @@ enum { IO_OPEN_READONLY = 1, IO_OPEN_LOCK = 2, IO_OPEN_CREATE = 4,
  * file (refused with -EBUSY if another process holds it).  Returns NULL
  * with errno set; a message naming the path has been logged. */
 struct io_file *io_posix_open (const char *path, int flags);
-/* The file descriptor under a POSIX io_file, or -1 for other backends. */
+/* The file descriptor under a POSIX io_file, or -1 for other backends.
+ * For one caller only: the daemon's io_uring read path (array_read_fd),
+ * which reads members itself.  Everything else goes through io_ops. */
 int io_posix_fd (struct io_file *f);
 
 #endif

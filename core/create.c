@@ -139,16 +139,18 @@ create_array (const struct create_options *o, const char *const *members,
   }
 
   for (size_t i = 0; i < n; i++) {
-    int fd = io_posix_fd (files[i]);
     /* Sparse zeros: every member reads as zeros, so no initial sync. */
-    if (ftruncate (fd, 0) < 0 || ftruncate (fd, (off_t) member_size) < 0) {
+    int r = io_truncate (files[i], 0);
+    if (r == 0)
+      r = io_truncate (files[i], member_size);
+    if (r < 0) {
       log_error ("%s: cannot size to %" PRIu64 " bytes: %s", members[i],
-                 member_size, strerror (errno));
+                 member_size, strerror (-r));
       goto undo;
     }
     sb.dev_number = (uint32_t) i;
     random_bytes (sb.device_uuid, 16);
-    int r = member_write_sb (files[i], &sb);
+    r = member_write_sb (files[i], &sb);
     if (r < 0) {
       log_error ("%s: cannot write the superblock: %s", members[i],
                  strerror (-r));
@@ -175,8 +177,7 @@ create_array (const struct create_options *o, const char *const *members,
     };
     memcpy (h.uuid, sb.set_uuid, 16);
     bitmap_header_encode (&h, buf);
-    int fd = io_posix_fd (bio);
-    int r = ftruncate (fd, 0) < 0 ? -errno : 0;
+    int r = io_truncate (bio, 0);
     if (r == 0)
       r = io_pwrite_full (bio, buf, bytes, 0);
     if (r == 0)
@@ -257,17 +258,14 @@ create_member_like (const char *like, uint32_t slot, const char *path,
   sb.utime = (uint64_t) time (NULL);
   for (uint32_t k = 0; k < sb.max_dev; k++)
     sb.dev_roles[k] = (uint16_t) k;
-  int fd = io_posix_fd (f);
-  r = 0;
-  if (ftruncate (fd, 0) < 0 || ftruncate (fd, (off_t) size) < 0) {
+  r = io_truncate (f, 0);
+  if (r == 0)
+    r = io_truncate (f, size);
+  if (r < 0)
     log_error ("%s: cannot size to %" PRIu64 " bytes: %s", path, size,
-               strerror (errno));
-    r = -1;
-  }
-  else if (member_write_sb (f, &sb) < 0) {
-    log_error ("%s: cannot write the superblock: %s", path, strerror (errno));
-    r = -1;
-  }
+               strerror (-r));
+  else if ((r = member_write_sb (f, &sb)) < 0)
+    log_error ("%s: cannot write the superblock: %s", path, strerror (-r));
   io_close (f);
   if (r < 0 && !existed)
     unlink (path);

@@ -320,12 +320,9 @@ int
 array_slot_of_file (struct array *a, uint64_t dev, uint64_t ino)
 {
   for (uint32_t s = 0; s < a->nslots; s++) {
-    if (!a->m[s].io)
-      continue;
-    int fd = io_posix_fd (a->m[s].io);
-    struct stat st;
-    if (fd >= 0 && fstat (fd, &st) == 0 && (uint64_t) st.st_dev == dev
-        && (uint64_t) st.st_ino == ino)
+    struct io_identity id;
+    if (a->m[s].io && io_identity (a->m[s].io, &id) == 0 && id.dev == dev
+        && id.ino == ino)
       return (int) s;
   }
   return -1;

@@ -243,10 +243,8 @@ array_resync (struct array *a, struct array_resync_stats *st)
        * so that its read overlaps this chunk's copy.  (Only chunks before
        * this one are cleared meanwhile, by the checkpoints.) */
       ahead = bitmap_next_dirty (a->bitmap.bm, c + 1);
-      int fd = io_posix_fd (a->m[a->reference].io);
-      if (ahead < nchunks && fd >= 0)
-        posix_fadvise (fd, (off_t) (ahead * chunk), (off_t) chunk,
-                       POSIX_FADV_WILLNEED);
+      if (ahead < nchunks)
+        io_advise_willneed (a->m[a->reference].io, ahead * chunk, chunk);
     }
     bool dirty = a->bitmap.bm && bitmap_test (a->bitmap.bm, c);
     bool want[ASSEMBLE_MAX_SLOTS];

@@ -77,6 +77,13 @@ split_members (char *list, char **out, size_t max)
   return (int) n;
 }
 
+static void
+log_dead_mount (const char *mountpoint)
+{
+  log_error ("%s: a dead FUSE mount is still there (its daemon died); "
+             "run 'fusermount3 -u -z %s' first", mountpoint, mountpoint);
+}
+
 struct array *
 mdfuse_open_array (struct mdfuse_config *conf, const char *mountpoint)
 {
@@ -87,16 +94,14 @@ mdfuse_open_array (struct mdfuse_config *conf, const char *mountpoint)
   char mnt_real[PATH_MAX];
   if (!realpath (mountpoint, mnt_real)) {
     if (errno == ENOTCONN)
-      log_error ("%s: a dead FUSE mount is still there (its daemon died); "
-                 "run 'fusermount3 -u -z %s' first", mountpoint, mountpoint);
+      log_dead_mount (mountpoint);
     else
       log_error ("%s: %s", mountpoint, strerror (errno));
     return NULL;
   }
   struct stat st;
   if (stat (mnt_real, &st) < 0 && errno == ENOTCONN) {
-    log_error ("%s: a dead FUSE mount is still there (its daemon died); "
-               "run 'fusermount3 -u -z %s' first", mountpoint, mountpoint);
+    log_dead_mount (mountpoint);
     return NULL;
   }
   if (stat (mnt_real, &st) < 0 || !S_ISDIR (st.st_mode)) {
@@ -106,8 +111,7 @@ mdfuse_open_array (struct mdfuse_config *conf, const char *mountpoint)
   }
   int empty = dir_is_empty (mnt_real);
   if (empty < 0 && errno == ENOTCONN) {
-    log_error ("%s: a dead FUSE mount is still there (its daemon died); "
-               "run 'fusermount3 -u -z %s' first", mountpoint, mountpoint);
+    log_dead_mount (mountpoint);
     return NULL;
   }
   if (empty < 0) {
@@ -123,7 +127,7 @@ mdfuse_open_array (struct mdfuse_config *conf, const char *mountpoint)
 
   struct io_file *members[32] = { 0 };
   struct io_file *bitmap = NULL;
-  dev_t devs[32];
+  uint64_t devs[32];
   int opened = 0;
   for (int i = 0; i < n; i++) {
     if (below_mountpoint (paths[i], mnt_real)) {
@@ -147,8 +151,8 @@ mdfuse_open_array (struct mdfuse_config *conf, const char *mountpoint)
       log_warn ("%s: starting without it (-o degraded)", paths[i]);
       continue;
     }
-    fstat (io_posix_fd (members[i]), &st);
-    devs[i] = st.st_dev;
+    struct io_identity id;
+    devs[i] = io_identity (members[i], &id) == 0 ? id.dev : UINT64_MAX;
     opened++;
   }
   if (opened == 0) {
@@ -172,9 +176,11 @@ mdfuse_open_array (struct mdfuse_config *conf, const char *mountpoint)
                             IO_OPEN_LOCK);
     if (!bitmap)
       goto fail;
-    fstat (io_posix_fd (bitmap), &st);
+    struct io_identity bid;
+    if (io_identity (bitmap, &bid) < 0)
+      bid.dev = UINT64_MAX - 1;   /* not on a filesystem: nothing shared */
     for (int i = 0; i < n; i++) {
-      if (!members[i] || devs[i] != st.st_dev)
+      if (!members[i] || devs[i] != bid.dev)
         continue;
       if (!conf->bitmap_same_device) {
         log_error ("%s: bitmap is on the same filesystem as member %s; a "

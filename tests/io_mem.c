@@ -1,5 +1,6 @@
 #include <config.h>
 
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -119,12 +120,30 @@ mem_close (struct io_file *f)
   free (f);
 }
 
+static int
+mem_truncate (struct io_file *f, uint64_t size)
+{
+  return io_mem_truncate (f, (size_t) size);
+}
+
+/* Every in-memory file is its own "filesystem": dev 0, the buffer's
+ * address as the inode, shared by io_mem_reopen's second io_file. */
+static int
+mem_identity (struct io_file *f, struct io_identity *id)
+{
+  id->dev = 0;
+  id->ino = (uint64_t) (uintptr_t) f->priv;
+  return 0;
+}
+
 static const struct io_ops mem_ops = {
   .pread = mem_pread,
   .pwrite = mem_pwrite,
   .fdatasync = mem_fdatasync,
   .size = mem_size,
   .close = mem_close,
+  .truncate = mem_truncate,
+  .identity = mem_identity,
 };
 
 static struct io_file *
@@ -177,6 +196,7 @@ io_mem_stats (struct io_file *f)
 int
 io_mem_truncate (struct io_file *f, size_t len)
 {
+  assert (f->ops == &mem_ops);
   struct mem_buf *m = f->priv;
   pthread_mutex_lock (&m->lock);
   int r = 0;
