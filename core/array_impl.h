@@ -227,10 +227,33 @@ int array_bump_events_locked (struct array *a);
  * §6) before this returns.  0, or a negative errno when it is not synced
  * (failed now or before). */
 int array_member_sync (struct array *a, uint32_t slot);
+/* Read [OFF, OFF+LEN) from an active member, FIRST first, then each in
+ * turn: a member that fails the read is failed (SPEC §6).  0, or the last
+ * error when no member could supply it. */
 int array_read_any (struct array *a, void *buf, size_t len, uint64_t off,
                     uint32_t first);
+
+/* Write BUF to every slot in TARGETS that is active or recovering (copy.c).
+ * A target that fails is failed (SPEC §6); WRITTEN[s] says which got it.
+ * 0, or the error of an active target that could not be put out of the
+ * array (array_member_failed's): the caller's to report.  A recovering
+ * target that fails only drops out of WRITTEN. */
+int array_write_targets (struct array *a, const bool *targets, const void *buf,
+                         size_t len, uint64_t off, enum member_io what,
+                         bool *written);
+/* Copy [START, END) from SOURCE (an active member; if it fails, from
+ * another) to every slot in TARGETS, as array_write_targets writes, in
+ * pieces of BUFLEN through BUF when the backends cannot copy it
+ * themselves.  WHAT: the kind of write of an active target (resync,
+ * repair).  The caller keeps user writes off the range (the range lock,
+ * or no user I/O yet).  0, or a negative errno: no member could supply
+ * the data, or as array_write_targets. */
+int array_copy_range (struct array *a, uint32_t source, const bool *targets,
+                      uint64_t start, uint64_t end, void *buf, size_t buflen,
+                      enum member_io what, bool *written);
 /* The bitmap file failed: bump events durably so it is stale (SPEC §6).
  * 0, or a negative errno when no superblock could be written. */
 int array_bitmap_failed (struct array *a);
+int array_bitmap_failed_locked (struct array *a);
 
 #endif

@@ -99,15 +99,16 @@ repair_piece (struct array *a, const bool *have, const XXH128_hash_t *d,
   bool counted = bitmap_guards_writes (a);
   if (counted && bitmap_start_write (a->bitmap.bm, off, len) < 0)
     r = array_bitmap_failed (a);
-  for (uint32_t s = 0; s < a->nslots && r == 0; s++) {
-    if (!have[s] || (int) s == src || same_digest (d[s], d[src])
-        || state_of (a, s) != MEMBER_ACTIVE)   /* failed meanwhile */
-      continue;
-    int e = io_pwrite_full (a->m[s].io, bufs[src], len, off);
-    if (e < 0)
-      r = array_member_failed (a, s, e, MEMBER_IO_REPAIR_WRITE);
-    else
-      __atomic_add_fetch (&a->check.repaired, 1, __ATOMIC_RELAXED);
+  if (r == 0) {
+    bool target[ASSEMBLE_MAX_SLOTS] = { 0 }, written[ASSEMBLE_MAX_SLOTS];
+    for (uint32_t s = 0; s < a->nslots; s++)
+      target[s] = have[s] && (int) s != src && !same_digest (d[s], d[src])
+        && state_of (a, s) == MEMBER_ACTIVE;    /* not failed meanwhile */
+    r = array_write_targets (a, target, bufs[src], len, off,
+                             MEMBER_IO_REPAIR_WRITE, written);
+    for (uint32_t s = 0; s < a->nslots; s++)
+      if (target[s] && written[s])
+        __atomic_add_fetch (&a->check.repaired, 1, __ATOMIC_RELAXED);
   }
   if (counted)
     bitmap_end_write (a->bitmap.bm, off, len);

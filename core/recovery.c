@@ -56,37 +56,27 @@ array_fail_member (struct array *a, uint32_t slot, char *msg, size_t msglen)
   return r;
 }
 
-/* Copy [START, END) from an active member to SLOT, in pieces, holding the
- * range lock so that no user write to the range interleaves. */
+/* Copy [START, END) from an active member to SLOT, holding the range lock
+ * so that no user write to the range interleaves.  0, or a negative errno
+ * (SLOT failed, or no member could supply the data). */
 static int
 recover_range (struct array *a, uint32_t slot, uint8_t *buf, uint64_t start,
                uint64_t end)
 {
+  bool target[ASSEMBLE_MAX_SLOTS] = { 0 }, written[ASSEMBLE_MAX_SLOTS];
+  target[slot] = true;
+  uint32_t source = slot;
+  for (uint32_t k = 1; k < a->nslots && source == slot; k++)
+    if (state_of (a, (slot + k) % a->nslots) == MEMBER_ACTIVE)
+      source = (slot + k) % a->nslots;
+  if (source == slot)
+    return -EIO;                /* no active member left */
   struct rangelock_entry lk;
   rangelock_acquire (&a->rl, &lk, start, end);
-  int r = 0;
-  /* In the kernel from the first active member; on any error, piece by
-   * piece below, which tells which member failed. */
-  for (uint32_t s = 0; s < a->nslots; s++)
-    if (s != slot && state_of (a, s) == MEMBER_ACTIVE) {
-      if (io_copy_range (a->m[s].io, a->m[slot].io, start, end - start, buf,
-                         RECOVERY_BUF) == 0) {
-        rangelock_release (&a->rl, &lk);
-        return 0;
-      }
-      break;
-    }
-  for (uint64_t off = start; off < end && r == 0; off += RECOVERY_BUF) {
-    size_t len = (size_t) (end - off < RECOVERY_BUF ? end - off : RECOVERY_BUF);
-    r = array_read_any (a, buf, len, off, slot + 1);
-    if (r < 0)
-      break;
-    r = io_pwrite_full (a->m[slot].io, buf, len, off);
-    if (r < 0)
-      array_member_failed (a, slot, r, MEMBER_IO_RECOVERY_WRITE);
-  }
+  int r = array_copy_range (a, source, target, start, end, buf, RECOVERY_BUF,
+                            MEMBER_IO_RECOVERY_WRITE, written);
   rangelock_release (&a->rl, &lk);
-  return r;
+  return r < 0 ? r : written[slot] ? 0 : -EIO;
 }
 
 static void *

@@ -28,29 +28,6 @@ array_set_resync_progress (struct array *a, struct progress *p)
   a->resync_progress = p;
 }
 
-/* Read [OFF, OFF+LEN) from an active member, trying each in turn.  A
- * member that fails a read is marked faulty (unless it is the last one)
- * and the read goes to another (SPEC §6). */
-int
-array_read_any (struct array *a, void *buf, size_t len, uint64_t off,
-          uint32_t first)
-{
-  int r = -EIO;
-  for (uint32_t k = 0; k < a->nslots; k++) {
-    uint32_t s = (first + k) % a->nslots;
-    if (state_of (a, s) != MEMBER_ACTIVE)
-      continue;
-    r = io_pread_full (a->m[s].io, buf, len, off);
-    if (r == 0)
-      return 0;
-    log_error ("%s: read of %zu bytes at %" PRIu64 " failed: %s",
-               a->m[s].io->name, len, off, strerror (-r));
-    if (array_member_failed (a, s, r, MEMBER_IO_READ) < 0)
-      return r;                 /* the last member: the error is the user's */
-  }
-  return r;
-}
-
 static int
 sync_targets (struct array *a, const bool *written)
 {
@@ -147,54 +124,52 @@ checkpoint_start (struct checkpoint *k)
   return checkpoint_run (k);
 }
 
-static bool
-any_full_target (const bool *full, uint32_t n)
-{
-  for (uint32_t s = 0; s < n; s++)
-    if (full[s])
-      return true;
-  return false;
-}
+/* What the resync copies, decided before the first copy (plan). */
+struct resync_plan {
+  uint64_t chunk, nchunks;
+  /* Per slot: copy the set bits; copy everything from full_from on (and
+   * the set bits below it: a recovery resumed at its recovery offset);
+   * copy everything from from_chunk on (no bitmap, dirty shutdown). */
+  bool bits_target[ASSEMBLE_MAX_SLOTS];
+  bool full_target[ASSEMBLE_MAX_SLOTS];
+  uint64_t full_from[ASSEMBLE_MAX_SLOTS];
+  bool current_target[ASSEMBLE_MAX_SLOTS];
+  uint64_t from_chunk;
+  bool any_behind, any_target;
+  bool bits_only;               /* only set bits anywhere: skip clean runs */
+};
 
-int
-array_resync (struct array *a, struct array_resync_stats *st)
+static void
+resync_plan (struct array *a, struct resync_plan *p,
+             struct array_resync_stats *st)
 {
-  memset (st, 0, sizeof *st);
-  double t0 = now_seconds ();
-  uint64_t chunk = array_copy_unit (a);
-  uint64_t nchunks = bitmap_chunks (a->volume_bytes, chunk);
-  st->chunks_total = nchunks;
-
-  bool bits_target[ASSEMBLE_MAX_SLOTS] = { 0 };
-  bool full_target[ASSEMBLE_MAX_SLOTS] = { 0 };
-  /* A full target copies every chunk from here on, only the set bits
-   * below (a recovery resumed at its recovery offset). */
-  uint64_t full_from[ASSEMBLE_MAX_SLOTS] = { 0 };
-  bool current_target[ASSEMBLE_MAX_SLOTS] = { 0 };
-  bool any_behind = false, any_target = false;
+  memset (p, 0, sizeof *p);
+  p->chunk = array_copy_unit (a);
+  p->nchunks = bitmap_chunks (a->volume_bytes, p->chunk);
+  p->from_chunk = a->resync_from == UINT64_MAX ? p->nchunks
+    : a->resync_from * 512 / p->chunk;
+  bool any_full = false, any_current = false;
   for (uint32_t s = 0; s < a->nslots; s++) {
     if (s == a->reference)
       continue;
     int state = state_of (a, s);
     if (state == MEMBER_ACTIVE) {
       if (a->bitmap.stale_at_mount && bitmap_use (a) != BITMAP_IN_USE)
-        full_target[s] = true;  /* stale bits that could not be rebuilt */
+        p->full_target[s] = true;       /* stale bits not rebuilt */
       else if (a->bitmap.bm)
-        bits_target[s] = true;
+        p->bits_target[s] = true;
       else if (a->resync_from != UINT64_MAX)
-        current_target[s] = true;
-      any_target |= bits_target[s] || current_target[s] || full_target[s];
+        p->current_target[s] = true;
     }
     else if (state == MEMBER_RECOVERING) {
-      any_behind = true;
-      any_target = true;
+      p->any_behind = true;
       bool bits = a->m[s].recovery == RECOVER_BITMAP && a->bitmap.bm;
       if (bits)
-        bits_target[s] = true;
+        p->bits_target[s] = true;
       else {
-        full_target[s] = true;
+        p->full_target[s] = true;
         if (a->bitmap.bm)
-          full_from[s] = a->m[s].recover_from * 512 / chunk;
+          p->full_from[s] = a->m[s].recover_from * 512 / p->chunk;
         else
           a->m[s].recover_from = 0;
       }
@@ -202,36 +177,46 @@ array_resync (struct array *a, struct array_resync_stats *st)
        * copy lands: alone, it is no longer taken as current (SPEC §8). */
       array_write_recovery_sb (a, s, bits ? 0 : a->m[s].recover_from, bits);
     }
+    any_full |= p->full_target[s];
+    any_current |= p->current_target[s];
+    p->any_target |= p->bits_target[s] || p->current_target[s]
+      || p->full_target[s];
   }
+  p->bits_only = a->bitmap.bm != NULL && !any_full && !any_current;
+  st->chunks_total = p->nchunks;
   st->full = a->bitmap.stale_at_mount
-    || (!a->bitmap.bm && a->resync_from != UINT64_MAX) || any_full_target (full_target, a->nslots);
+    || (!a->bitmap.bm && a->resync_from != UINT64_MAX) || any_full;
+}
 
+/* Copy every chunk the plan names, with a checkpoint every
+ * RESYNC_CHECKPOINT_BYTES (and at the end).  0, -ECANCELED when stopped
+ * (the last checkpoint durable), or a negative errno. */
+static int
+resync_copy (struct array *a, const struct resync_plan *p,
+             struct array_resync_stats *st)
+{
   uint8_t *buf = NULL;
-  if (any_target && posix_memalign ((void **) &buf, 4096, COPY_BUF_SIZE) != 0) {
+  if (posix_memalign ((void **) &buf, 4096, COPY_BUF_SIZE) != 0) {
     log_error ("out of memory for the resync buffer");
     return -ENOMEM;
   }
-
-  bool bits_only = a->bitmap.bm != NULL && !any_full_target (full_target, a->nslots);
-  for (uint32_t s = 0; s < a->nslots; s++)
-    bits_only &= !current_target[s];
+  uint64_t chunk = p->chunk, nchunks = p->nchunks;
   bool written[ASSEMBLE_MAX_SLOTS] = { 0 };
   uint64_t pending_first = 0, pending_bytes = 0;
   uint64_t ahead = 0;           /* bits_only: the first dirty chunk after c */
-  struct checkpoint ck = { .a = a, .chunk = chunk, .any_behind = any_behind,
-                           .full_target = full_target };
-  uint64_t from_chunk = a->resync_from == UINT64_MAX ? nchunks
-    : a->resync_from * 512 / chunk;
+  struct checkpoint ck = { .a = a, .chunk = chunk,
+                           .any_behind = p->any_behind,
+                           .full_target = p->full_target };
   int r = 0;
 
-  for (uint64_t c = 0; any_target && c < nchunks && r == 0; c++) {
+  for (uint64_t c = 0; c < nchunks && r == 0; c++) {
     if (__atomic_load_n (&a->stopping, __ATOMIC_ACQUIRE)) {
       /* Stopped: the last checkpoint is durable and its bits cleared;
        * the rest stays set, so the next mount resumes here. */
       r = -ECANCELED;
       break;
     }
-    if (bits_only) {
+    if (p->bits_only) {
       /* Only dirty chunks are copied: skip the clean run to the next one
        * (landing on its last clean chunk, so the checkpoint test below
        * still sees the volume's last chunk).  The turn before found it
@@ -250,53 +235,20 @@ array_resync (struct array *a, struct array_resync_stats *st)
     bool want[ASSEMBLE_MAX_SLOTS];
     bool any = false;
     for (uint32_t s = 0; s < a->nslots; s++) {
-      want[s] = state_of (a, s) != MEMBER_FAULTY
-        && ((full_target[s] && (c >= full_from[s] || dirty))
-            || (dirty && bits_target[s])
-            || (current_target[s] && c >= from_chunk));
+      want[s] = (p->full_target[s] && (c >= p->full_from[s] || dirty))
+        || (dirty && p->bits_target[s])
+        || (p->current_target[s] && c >= p->from_chunk);
       any |= want[s];
     }
     if (any) {
       uint64_t start = c * chunk;
       uint64_t end = start + chunk < a->volume_bytes ? start + chunk
         : a->volume_bytes;
-      /* In the kernel first (copy_file_range); on any error, the piece
-       * by piece path below tells which member failed. */
-      bool copied = state_of (a, a->reference) == MEMBER_ACTIVE;
-      for (uint32_t s = 0; s < a->nslots && copied; s++)
-        if (want[s] && state_of (a, s) != MEMBER_FAULTY
-            && io_copy_range (a->m[a->reference].io, a->m[s].io, start,
-                              end - start, buf, COPY_BUF_SIZE) < 0)
-          copied = false;
-      if (copied)
-        for (uint32_t s = 0; s < a->nslots; s++)
-          written[s] |= want[s] && state_of (a, s) != MEMBER_FAULTY;
-      for (uint64_t off = start; off < end && r == 0 && !copied;
-           off += COPY_BUF_SIZE) {
-        size_t len = (size_t) (end - off < COPY_BUF_SIZE ? end - off
-                               : COPY_BUF_SIZE);
-        r = array_read_any (a, buf, len, off, a->reference);
-        if (r < 0) {
-          log_error ("resync: no member could supply %zu bytes at %" PRIu64,
-                     len, off);
-          break;
-        }
-        for (uint32_t s = 0; s < a->nslots; s++) {
-          if (!want[s] || state_of (a, s) == MEMBER_FAULTY)
-            continue;
-          int w = io_pwrite_full (a->m[s].io, buf, len, off);
-          if (w < 0) {
-            bool active = state_of (a, s) == MEMBER_ACTIVE;
-            int f = array_member_failed (a, s, w, active
-                                         ? MEMBER_IO_RESYNC_WRITE
-                                         : MEMBER_IO_RECOVERY_WRITE);
-            if (active)
-              r = f;
-            continue;
-          }
-          written[s] = true;
-        }
-      }
+      bool got[ASSEMBLE_MAX_SLOTS];
+      r = array_copy_range (a, a->reference, want, start, end, buf,
+                            COPY_BUF_SIZE, MEMBER_IO_RESYNC_WRITE, got);
+      for (uint32_t s = 0; s < a->nslots; s++)
+        written[s] |= got[s];
       st->chunks_copied++;
       st->bytes_copied += end - start;
       pending_bytes += end - start;
@@ -306,7 +258,8 @@ array_resync (struct array *a, struct array_resync_stats *st)
       progress_update (a->resync_progress, (c + 1) * chunk < a->volume_bytes
                        ? (c + 1) * chunk : a->volume_bytes, a->volume_bytes);
     bool last = c + 1 == nchunks;
-    if (r == 0 && (pending_bytes >= RESYNC_CHECKPOINT_BYTES || (last && pending_bytes))) {
+    if (r == 0 && (pending_bytes >= RESYNC_CHECKPOINT_BYTES
+                   || (last && pending_bytes))) {
       /* Checkpoint: the copies are durable before any bit is cleared or
        * any resync_offset advanced, so a crash resumes from here.  The
        * previous one ends first: bits are cleared in order. */
@@ -329,13 +282,16 @@ array_resync (struct array *a, struct array_resync_stats *st)
   if (r == 0)
     r = rk;
   free (buf);
-  if (a->resync_progress)
-    progress_end (a->resync_progress);
-  if (r < 0)
-    return r;
+  return r;
+}
 
-  /* Recovered members become current: their copy is durable; the current
-   * members' superblocks (their role active) are written first. */
+/* Every copy is durable: recovered members become current (the current
+ * members' superblocks, their role active, written first), a resync
+ * without bitmap is recorded as done, and the bits behind the copies go. */
+static int
+resync_finish (struct array *a, const struct resync_plan *p)
+{
+  int r = 0;
   pthread_mutex_lock (&a->sb_lock);
   bool recovered = false;
   for (uint32_t s = 0; s < a->nslots; s++) {
@@ -360,13 +316,27 @@ array_resync (struct array *a, struct array_resync_stats *st)
    * go (none was cleared while a member was behind). */
   if (r == 0 && bitmap_in_use (a) && all_active (a)) {
     bitmap_allow_clearing (a->bitmap.bm, true);
-    if (any_behind && bitmap_clear_range (a->bitmap.bm, 0, nchunks) < 0)
+    if (p->any_behind && bitmap_clear_range (a->bitmap.bm, 0, p->nchunks) < 0)
       r = array_bitmap_failed (a);
   }
   if (r == 0 && a->bitmap.bm && bitmap_failed (a->bitmap.bm))
     r = array_bitmap_failed (a);
+  return r;
+}
+
+int
+array_resync (struct array *a, struct array_resync_stats *st)
+{
+  memset (st, 0, sizeof *st);
+  double t0 = now_seconds ();
+  struct resync_plan p;
+  resync_plan (a, &p, st);
+  int r = p.any_target ? resync_copy (a, &p, st) : 0;
+  if (a->resync_progress)
+    progress_end (a->resync_progress);
+  if (r == 0)
+    r = resync_finish (a, &p);
   st->seconds = now_seconds () - t0;
   a->last_resync = *st;
   return r < 0 ? r : 0;
 }
-

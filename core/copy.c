@@ -1,0 +1,80 @@
+/* Copying a range between members: the one routine under resync (SPEC §5
+ * step 5), recovery (§6 re-add) and repair.  Fast through the backends'
+ * copy_range; on any error, piece by piece through a buffer, which tells
+ * which member failed, and fails that one (SPEC §6). */
+#include <config.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "core/array_impl.h"
+
+int
+array_write_targets (struct array *a, const bool *targets, const void *buf,
+                     size_t len, uint64_t off, enum member_io what,
+                     bool *written)
+{
+  int r = 0;
+  for (uint32_t s = 0; s < a->nslots; s++) {
+    written[s] = false;
+    int st = state_of (a, s);
+    if (!targets[s] || st == MEMBER_FAULTY || st == MEMBER_MISSING)
+      continue;
+    int w = io_pwrite_full (a->m[s].io, buf, len, off);
+    if (w == 0) {
+      written[s] = true;
+      continue;
+    }
+    if (st == MEMBER_ACTIVE) {
+      int f = array_member_failed (a, s, w, what);
+      if (r == 0)
+        r = f;
+    }
+    else
+      array_member_failed (a, s, w, MEMBER_IO_RECOVERY_WRITE);
+  }
+  return r;
+}
+
+int
+array_copy_range (struct array *a, uint32_t source, const bool *targets,
+                  uint64_t start, uint64_t end, void *buf, size_t buflen,
+                  enum member_io what, bool *written)
+{
+  for (uint32_t s = 0; s < a->nslots; s++)
+    written[s] = false;
+  bool copied = state_of (a, source) == MEMBER_ACTIVE;
+  for (uint32_t s = 0; s < a->nslots && copied; s++) {
+    int st = state_of (a, s);
+    if (targets[s] && st != MEMBER_FAULTY && st != MEMBER_MISSING) {
+      if (io_copy_range (a->m[source].io, a->m[s].io, start, end - start,
+                         buf, buflen) < 0)
+        copied = false;
+      else
+        written[s] = true;
+    }
+  }
+  if (copied)
+    return 0;
+
+  for (uint32_t s = 0; s < a->nslots; s++)
+    written[s] = targets[s];
+  for (uint64_t off = start; off < end; off += buflen) {
+    size_t len = (size_t) (end - off < buflen ? end - off : buflen);
+    int r = array_read_any (a, buf, len, off, source);
+    if (r < 0) {
+      log_error ("no member could supply %zu bytes at %" PRIu64 " to copy",
+                 len, off);
+      memset (written, 0, a->nslots * sizeof *written);
+      return r;
+    }
+    bool piece[ASSEMBLE_MAX_SLOTS];
+    r = array_write_targets (a, written, buf, len, off, what, piece);
+    memcpy (written, piece, a->nslots * sizeof *written);
+    if (r < 0)
+      return r;
+  }
+  return 0;
+}

@@ -1,0 +1,231 @@
+/* The data path (SPEC §4, §6): reads balanced over the active members,
+ * writes under the range lock with the write-intent bits durable first,
+ * and the flush that makes them durable on every member. */
+#include <config.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "bitmap/bitmap.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "core/array_impl.h"
+#include "core/member.h"
+#include "common/fanout.h"
+#include "common/rangelock.h"
+
+/* Read [OFF, OFF+LEN) from an active member, trying each in turn.  A
+ * member that fails a read is marked faulty (unless it is the last one)
+ * and the read goes to another (SPEC §6). */
+int
+array_read_any (struct array *a, void *buf, size_t len, uint64_t off,
+          uint32_t first)
+{
+  int r = -EIO;
+  for (uint32_t k = 0; k < a->nslots; k++) {
+    uint32_t s = (first + k) % a->nslots;
+    if (state_of (a, s) != MEMBER_ACTIVE)
+      continue;
+    r = io_pread_full (a->m[s].io, buf, len, off);
+    if (r == 0)
+      return 0;
+    log_error ("%s: read of %zu bytes at %" PRIu64 " failed: %s",
+               a->m[s].io->name, len, off, strerror (-r));
+    if (array_member_failed (a, s, r, MEMBER_IO_READ) < 0)
+      return r;                 /* the last member: the error is the user's */
+  }
+  return r;
+}
+
+/* The member a read starts with.  A read that continues the last read of
+ * an active member stays on that member: one sequential stream reads one
+ * file, whose readahead then runs ahead of it (alternating would show each
+ * member a stride and defeat it).  Other reads take turns. */
+static uint32_t
+read_balance (struct array *a, uint64_t off, size_t len)
+{
+  uint32_t s = a->nslots;
+  for (uint32_t i = 0; i < a->nslots; i++)
+    if (__atomic_load_n (&a->m[i].read_next, __ATOMIC_RELAXED) == off
+        && state_of (a, i) == MEMBER_ACTIVE) {
+      s = i;
+      break;
+    }
+  if (s == a->nslots)
+    s = __atomic_fetch_add (&a->read_rr, 1, __ATOMIC_RELAXED) % a->nslots;
+  __atomic_store_n (&a->m[s].read_next, off + len, __ATOMIC_RELAXED);
+  return s;
+}
+
+/* A read of [OFF, OFF+*LEN) cut at the volume's end; false if nothing
+ * is left of it. */
+static bool
+clamp_read (const struct array *a, uint64_t off, size_t *len)
+{
+  if (off >= a->volume_bytes)
+    return false;
+  if (*len > a->volume_bytes - off)
+    *len = (size_t) (a->volume_bytes - off);
+  return *len > 0;
+}
+
+ssize_t
+array_read (struct array *a, void *buf, size_t len, uint64_t off)
+{
+  if (!clamp_read (a, off, &len))
+    return 0;
+  uint32_t first = read_balance (a, off, len);
+  int r = array_read_any (a, buf, len, off, first);
+  /* No member could serve it: the user sees EIO, whatever the members
+   * said (SPEC §6). */
+  return r < 0 ? -EIO : (ssize_t) len;
+}
+
+int
+array_read_fd (struct array *a, uint64_t off, size_t *len)
+{
+  if (!clamp_read (a, off, len))
+    return -1;
+  uint32_t first = read_balance (a, off, *len);
+  for (uint32_t k = 0; k < a->nslots; k++) {
+    uint32_t s = (first + k) % a->nslots;
+    if (state_of (a, s) == MEMBER_ACTIVE)
+      return io_posix_fd (a->m[s].io);
+  }
+  return -1;
+}
+
+/* One write or sync on several members at once (fanout_run). */
+struct member_job {
+  struct array *a;
+  void *buf;
+  size_t len;
+  uint64_t off;
+  uint32_t n;
+  uint32_t slot[ASSEMBLE_MAX_SLOTS];
+  int state[ASSEMBLE_MAX_SLOTS];
+  int r[ASSEMBLE_MAX_SLOTS];
+};
+
+/* Smaller writes cost less to do one after the other than to hand over. */
+#define FANOUT_MIN_WRITE (64u << 10)
+
+static void
+write_one (void *arg, unsigned i)
+{
+  struct member_job *w = arg;
+  w->r[i] = io_pwrite_full (w->a->m[w->slot[i]].io, w->buf, w->len, w->off);
+}
+
+ssize_t
+array_write (struct array *a, const void *buf, size_t len, uint64_t off)
+{
+  if (off >= a->volume_bytes)
+    return -ENOSPC;
+  if (len > a->volume_bytes - off)
+    len = (size_t) (a->volume_bytes - off);
+  if (len == 0)
+    return 0;
+  if (active_count (a) == 0)
+    return -EIO;
+  int r = array_mark_active (a);
+  if (r < 0)
+    return -EIO;
+
+  struct rangelock_entry lk;
+  rangelock_acquire (&a->rl, &lk, off, off + len);
+
+  /* Steps 1-2: the bits covering this write are durable first. */
+  bool counted = false, unsafe = false;
+  if (bitmap_guards_writes (a)) {
+    counted = true;
+    /* Without a durable events bump the failed bitmap may still look
+     * current: then nothing may be written. */
+    if (bitmap_start_write (a->bitmap.bm, off, len) < 0 && array_bitmap_failed (a) < 0)
+      unsafe = true;
+  }
+
+  /* Step 3: every active member, and a member being recovered (the
+   * recovery copies under the same range lock, so whichever comes second
+   * carries this write's data), all at once when the write is large. */
+  uint32_t ok = 0;
+  if (!unsafe) {
+    struct member_job w = { .a = a, .buf = (void *) buf, .len = len, .off = off };
+    bool sent[ASSEMBLE_MAX_SLOTS] = { 0 };
+    for (uint32_t s = 0; s < a->nslots; s++) {
+      int st = state_of (a, s);
+      if (st == MEMBER_ACTIVE || st == MEMBER_RECOVERING) {
+        w.state[w.n] = st;
+        w.slot[w.n++] = s;
+        sent[s] = true;
+      }
+    }
+    fanout_run (len >= FANOUT_MIN_WRITE ? a->fan : NULL, w.n, write_one, &w);
+    for (uint32_t i = 0; i < w.n && !unsafe; i++) {
+      if (w.r[i] == 0) {
+        if (w.state[i] == MEMBER_ACTIVE)
+          ok++;
+        continue;
+      }
+      /* Step 4: a failed member is durably faulty before we reply. */
+      if (array_member_failed (a, w.slot[i], w.r[i], MEMBER_IO_WRITE) < 0)
+        unsafe = true;
+    }
+    /* So is a member this write skipped: were its faulty marking still
+     * in flight, a power cut could bring it back as current, without
+     * this write (SPEC §8). */
+    for (uint32_t s = 0; s < a->nslots && !unsafe; s++)
+      if (!sent[s] && array_member_left_out (a, s) < 0)
+        unsafe = true;
+  }
+
+  /* Step 5. */
+  if (counted)
+    bitmap_end_write (a->bitmap.bm, off, len);
+  rangelock_release (&a->rl, &lk);
+  /* ENOSPC is for writes past the end of the volume; a member's own
+   * errors reach the user as EIO (SPEC §6). */
+  if (ok == 0 || unsafe)
+    return -EIO;
+  return (ssize_t) len;
+}
+
+static void
+sync_one (void *arg, unsigned i)
+{
+  struct member_job *w = arg;
+  w->r[i] = array_member_sync (w->a, w->slot[i]);
+}
+
+int
+array_flush (struct array *a)
+{
+  struct member_job w = { .a = a };
+  for (uint32_t s = 0; s < a->nslots; s++)
+    if (state_of (a, s) == MEMBER_ACTIVE)
+      w.slot[w.n++] = s;
+  fanout_run (a->fan, w.n, sync_one, &w);
+  /* Durable means: on every slot, or that slot is durably out of the
+   * array (SPEC §8).  A slot that failed its sync was marked by the
+   * caller that saw the error; array_member_left_out waits for that
+   * marking and tells whether it held.  One still active after a failed
+   * sync is the last one: its error is ours. */
+  bool synced[ASSEMBLE_MAX_SLOTS] = { 0 };
+  uint32_t ok = 0;
+  for (uint32_t i = 0; i < w.n; i++) {
+    if (w.r[i] == 0) {
+      synced[w.slot[i]] = true;
+      ok++;
+    }
+    else if (state_of (a, w.slot[i]) == MEMBER_ACTIVE)
+      return -EIO;
+  }
+  for (uint32_t s = 0; s < a->nslots; s++)
+    if (!synced[s] && array_member_left_out (a, s) < 0)
+      return -EIO;
+  return ok ? 0 : -EIO;
+}
