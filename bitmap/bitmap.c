@@ -7,6 +7,7 @@
 
 #include "bitmap/bitmap.h"
 #include "common/log.h"
+#include "common/util.h"
 
 #define PAGE 4096
 
@@ -128,6 +129,7 @@ bitmap_name (const struct bitmap *bm)
 static void
 flusher_acquire (struct bitmap *bm)
 {
+  assert_held (&bm->lock);
   while (bm->flusher_busy)
     pthread_cond_wait (&bm->cond, &bm->lock);
   bm->flusher_busy = true;
@@ -136,6 +138,7 @@ flusher_acquire (struct bitmap *bm)
 static void
 flusher_release (struct bitmap *bm)
 {
+  assert (bm->flusher_busy);
   bm->flusher_busy = false;
   pthread_cond_broadcast (&bm->cond);
 }
@@ -157,6 +160,8 @@ set_failed (struct bitmap *bm, int err, const char *what)
 static int
 flush_pages_locked (struct bitmap *bm)
 {
+  assert_held (&bm->lock);
+  assert (bm->flusher_busy);
   if (bm->failed)
     return bm->failed;
   uint64_t n = 0;
@@ -215,6 +220,8 @@ flush_now_locked (struct bitmap *bm)
 static int
 write_header_locked (struct bitmap *bm)
 {
+  assert_held (&bm->lock);
+  assert (bm->flusher_busy);
   if (bm->failed)
     return bm->failed;
   uint8_t h[BITMAP_HEADER_SIZE];
@@ -312,6 +319,7 @@ bitmap_end_write (struct bitmap *bm, uint64_t off, uint64_t len)
     last = bm->nchunks - 1;
   pthread_mutex_lock (&bm->lock);
   for (uint64_t c = first; c <= last; c++) {
+    assert (bm->inflight[c] > 0);       /* every end has its start */
     bm->inflight[c]--;
     bm->last_done_epoch[c] = bm->epoch;
   }

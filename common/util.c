@@ -13,12 +13,14 @@ int
 parse_size (const char *s, uint64_t *out)
 {
   if (!s || !isdigit ((unsigned char) *s))
-    return -1;
+    return -EINVAL;
   errno = 0;
   char *end;
   unsigned long long v = strtoull (s, &end, 10);
+  if (errno == ERANGE)
+    return -ERANGE;
   if (errno || end == s)
-    return -1;
+    return -EINVAL;
   unsigned shift = 0;
   switch (*end) {
   case '\0': break;
@@ -26,16 +28,16 @@ parse_size (const char *s, uint64_t *out)
   case 'm': case 'M': shift = 20; end++; break;
   case 'g': case 'G': shift = 30; end++; break;
   case 't': case 'T': shift = 40; end++; break;
-  default: return -1;
+  default: return -EINVAL;
   }
   if (*end == 'i' && shift)
     end++;
   if ((*end == 'B' || *end == 'b') && shift)
     end++;
   if (*end != '\0')
-    return -1;
+    return -EINVAL;
   if (shift && v > (UINT64_MAX >> shift))
-    return -1;
+    return -ERANGE;
   *out = (uint64_t) v << shift;
   return 0;
 }

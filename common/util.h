@@ -1,10 +1,20 @@
+/* Small helpers: sizes, random bytes, clocks, lock assertions. */
 #ifndef MDFUSE_UTIL_H
 #define MDFUSE_UTIL_H
 
+#include <assert.h>
+#include <errno.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
-/* Parse "123", "4K", "4M", "1G", "2T" (powers of 1024).  -1 on error. */
+/* In a function named *_locked: the lock it needs is held (by someone: a
+ * plain mutex cannot tell by whom, which catches the usual mistake, a
+ * call without it).  Gone with NDEBUG, like assert. */
+#define assert_held(m) assert (pthread_mutex_trylock (m) == EBUSY)
+
+/* Parse "123", "4K", "4M", "1G", "2T" (powers of 1024).  0, -EINVAL
+ * (not a size) or -ERANGE (past 2^64). */
 int parse_size (const char *s, uint64_t *out);
 /* Fill BUF with random bytes (getrandom). */
 int random_bytes (void *buf, size_t len);

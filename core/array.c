@@ -28,19 +28,19 @@ read_bitmap_header (struct io_file *io, struct assemble_bitmap_in *in)
   in->file_size = io_size (io);
   if (in->file_size < 0) {
     log_error ("%s: %s", io->name, strerror ((int) -in->file_size));
-    return -1;
+    return (int) in->file_size;
   }
   if (in->file_size < BITMAP_HEADER_SIZE) {
     log_error ("%s: file is %" PRId64 " bytes, too small to be a bitmap",
                io->name, in->file_size);
-    return -1;
+    return -EINVAL;
   }
   uint8_t hdr[BITMAP_HEADER_SIZE];
   int r = io_pread_full (io, hdr, sizeof hdr, 0);
   if (r < 0) {
     log_error ("%s: cannot read the bitmap header: %s", io->name,
                strerror (-r));
-    return -1;
+    return r;
   }
   in->status = bitmap_header_decode (hdr, &in->hdr, in->why, sizeof in->why);
   return 0;

@@ -1,5 +1,11 @@
-/* The array's insides, shared by the files of core/ that implement it
- * (array.c, recovery.c, check.c, status.c).  Not for anyone else. */
+/* The array's insides, shared by the files of core/ that implement it:
+ * array.c (assembly, clearing thread, shutdown), events.c (superblocks,
+ * events, fault marking), datapath.c (read, write, flush), copy.c (range
+ * copies), resync.c, recovery.c, check.c, status.c.  Not for anyone else.
+ *
+ * Lock order: a range lock (rl), then sb_lock, then a member's sync_lock,
+ * then the bitmap's own lock.  Member states are read without a lock
+ * (atomic loads) and changed under sb_lock. */
 #ifndef MDFUSE_ARRAY_IMPL_H
 #define MDFUSE_ARRAY_IMPL_H
 
@@ -201,9 +207,10 @@ enum member_io {
  * (SPEC §6).  0 when the slot is out of the array on disk (now or
  * before); ERR when it is the last active member (the error is the
  * caller's to report); -EIO when its faulty role could not be made
- * durable. */
+ * durable.  LEN bytes at OFF: the range that failed, for the one message
+ * logged about it (LEN 0: none, as for a sync). */
 int array_member_failed (struct array *a, uint32_t slot, int err,
-                         enum member_io what);
+                         enum member_io what, uint64_t off, uint64_t len);
 /* A write or sync that left SLOT out (it was not active, or failed) may
  * reply only once SLOT is out of the array on disk (SPEC §8, md's
  * MD_SB_CHANGE_PENDING).  Waits for a marking in progress; 0, or -EIO when

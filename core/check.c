@@ -146,7 +146,7 @@ check_main (void *arg)
         continue;
       int e = io_pread_full (a->m[s].io, bufs[s], len, off);
       if (e < 0) {
-        array_member_failed (a, s, e, MEMBER_IO_CHECK_READ);
+        array_member_failed (a, s, e, MEMBER_IO_CHECK_READ, off, len);
         continue;
       }
       d[s] = XXH3_128bits (bufs[s], len);

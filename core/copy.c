@@ -28,12 +28,12 @@ array_write_targets (struct array *a, const bool *targets, const void *buf,
       continue;
     }
     if (st == MEMBER_ACTIVE) {
-      int f = array_member_failed (a, s, w, what);
+      int f = array_member_failed (a, s, w, what, off, len);
       if (r == 0)
         r = f;
     }
     else
-      array_member_failed (a, s, w, MEMBER_IO_RECOVERY_WRITE);
+      array_member_failed (a, s, w, MEMBER_IO_RECOVERY_WRITE, off, len);
   }
   return r;
 }

@@ -33,9 +33,7 @@ array_read_any (struct array *a, void *buf, size_t len, uint64_t off,
     r = io_pread_full (a->m[s].io, buf, len, off);
     if (r == 0)
       return 0;
-    log_error ("%s: read of %zu bytes at %" PRIu64 " failed: %s",
-               a->m[s].io->name, len, off, strerror (-r));
-    if (array_member_failed (a, s, r, MEMBER_IO_READ) < 0)
+    if (array_member_failed (a, s, r, MEMBER_IO_READ, off, len) < 0)
       return r;                 /* the last member: the error is the user's */
   }
   return r;
@@ -172,7 +170,8 @@ array_write (struct array *a, const void *buf, size_t len, uint64_t off)
         continue;
       }
       /* Step 4: a failed member is durably faulty before we reply. */
-      if (array_member_failed (a, w.slot[i], w.r[i], MEMBER_IO_WRITE) < 0)
+      if (array_member_failed (a, w.slot[i], w.r[i], MEMBER_IO_WRITE, off,
+                               len) < 0)
         unsafe = true;
     }
     /* So is a member this write skipped: were its faulty marking still

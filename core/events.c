@@ -41,6 +41,7 @@ build_sb (struct array *a, uint32_t slot, struct md_sb *sb)
 static int
 member_sync_locked (struct array_member *m, bool *failed_now)
 {
+  assert_held (&m->sync_lock);
   int r = m->sync_err;
   if (r == 0) {
     r = io_fdatasync (m->io);
@@ -81,6 +82,7 @@ write_member_sb (struct array *a, uint32_t slot, const struct md_sb *sb)
 int
 array_bump_events_locked (struct array *a)
 {
+  assert_held (&a->sb_lock);
   for (;;) {
     a->events++;
     int failed = -1, err = 0;
@@ -143,6 +145,7 @@ array_bump_events_locked (struct array *a)
 int
 array_bitmap_failed_locked (struct array *a)
 {
+  assert_held (&a->sb_lock);
   if (bitmap_use (a) == BITMAP_ABANDONED)
     return 0;
   set_bitmap_use (a, BITMAP_FAILING);   /* the bump below writes no header */
@@ -186,6 +189,7 @@ member_io_is_read (enum member_io what)
 static int
 out_on_disk_locked (struct array *a, uint32_t slot)
 {
+  assert_held (&a->sb_lock);
   if (state_of (a, slot) == MEMBER_ACTIVE)
     return 0;                   /* re-added and recovered meanwhile */
   if (!__atomic_load_n (&a->m[slot].out_on_disk, __ATOMIC_ACQUIRE))
@@ -196,9 +200,16 @@ out_on_disk_locked (struct array *a, uint32_t slot)
 
 int
 array_member_failed (struct array *a, uint32_t slot, int err,
-                     enum member_io what)
+                     enum member_io what, uint64_t off, uint64_t len)
 {
-  const char *name = member_io_name[what];
+  /* The one message about this error: what failed, where, and what the
+   * array does about it. */
+  char name[96];
+  if (len)
+    snprintf (name, sizeof name, "%s of %" PRIu64 " bytes at %" PRIu64,
+              member_io_name[what], len, off);
+  else
+    snprintf (name, sizeof name, "%s", member_io_name[what]);
   pthread_mutex_lock (&a->sb_lock);
   if (member_io_is_read (what))
     __atomic_add_fetch (&a->m[slot].read_errors, 1, __ATOMIC_RELAXED);
@@ -235,6 +246,7 @@ int
 array_write_recovery_sb_locked (struct array *a, uint32_t slot,
                                 uint64_t offset, bool bitmap_guided)
 {
+  assert_held (&a->sb_lock);
   struct md_sb sb;
   build_sb (a, slot, &sb);
   sb.dev_roles[slot] = (uint16_t) slot;
@@ -255,7 +267,7 @@ array_write_recovery_sb (struct array *a, uint32_t slot, uint64_t offset,
   int r = array_write_recovery_sb_locked (a, slot, offset, bitmap_guided);
   pthread_mutex_unlock (&a->sb_lock);
   if (r < 0)
-    array_member_failed (a, slot, r, MEMBER_IO_RECOVERY_WRITE);
+    array_member_failed (a, slot, r, MEMBER_IO_RECOVERY_WRITE, 0, 0);
   return r;
 }
 
@@ -302,6 +314,6 @@ array_member_sync (struct array *a, uint32_t slot)
   /* The marking takes sb_lock, which a superblock write holds while it
    * waits for sync_lock: it must come after sync_lock is let go. */
   if (failed_now)
-    array_member_failed (a, slot, r, MEMBER_IO_SYNC);
+    array_member_failed (a, slot, r, MEMBER_IO_SYNC, 0, 0);
   return r;
 }

@@ -33,6 +33,7 @@
  */
 #include <config.h>
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <liburing.h>
@@ -190,6 +191,7 @@ take_buf (struct loop *lp)
     /* At least one buffer exists (loop_new made it), and it is with a
      * worker: wait for it. */
     pthread_mutex_lock (&lp->lock);
+    assert (lp->nbufs > 0);
     lp->nbufs--;
     lp->starved = true;
     pthread_mutex_unlock (&lp->lock);
@@ -235,6 +237,7 @@ worker_main (void *arg)
     process (lp, b);
     give_back_buf (lp, b);
     pthread_mutex_lock (&lp->lock);
+    assert (lp->jobs > 0);
     lp->jobs--;
   }
   pthread_mutex_unlock (&lp->lock);
@@ -299,6 +302,7 @@ ring_read_free (struct loop *lp, struct ring_read *c)
   c->busy = false;
   c->next = *list;
   *list = c;
+  assert (lp->reads_busy > 0);
   lp->reads_busy--;
 }
 

@@ -2,6 +2,7 @@
  * reads, writes and syncs go to the array. */
 #include <config.h>
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -262,9 +263,12 @@ static void
 op_release (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
   struct mdfuse *mf = fuse_req_userdata (req);
-  if (ino == VOLUME_INO
-      && __atomic_sub_fetch (&mf->open_count, 1, __ATOMIC_SEQ_CST) == 0)
-    stop_volume_closed ();
+  if (ino == VOLUME_INO) {
+    int left = __atomic_sub_fetch (&mf->open_count, 1, __ATOMIC_SEQ_CST);
+    assert (left >= 0);         /* every release has its open */
+    if (left == 0)
+      stop_volume_closed ();
+  }
   fuse_reply_err (req, 0);
 }
 

@@ -460,7 +460,7 @@ scenario_member_write() { # SC SLOT ERRNO MESSAGE
     inject "$FM" "fail ${names[slot]} pwrite $3 once"
     wait_injected "$FM"
     wait_load
-    assert_log "${names[slot]}: (write|superblock write) failed: $4; member marked faulty" \
+    assert_log "${names[slot]}: (write of [0-9]+ bytes at [0-9]+|superblock write) failed: $4; member marked faulty" \
         "the member was marked faulty"
     assert_status "$mnt" ".state == \"degraded\" and .active == 1
         and .members[$slot].state == \"faulty\" and .members[$slot].write_errors >= 1
@@ -643,7 +643,7 @@ run_4() {
     wait_load
     assert_bitmap_left_alone "$bm_io"
     assert_log "goes on without its bitmap" "it goes on without its bitmap"
-    assert_log "${names[1]}: (write|superblock write) failed: Input/output error; member marked faulty" \
+    assert_log "${names[1]}: (write of [0-9]+ bytes at [0-9]+|superblock write) failed: Input/output error; member marked faulty" \
         "the member was marked faulty"
     assert_status "$mnt" '.state == "degraded" and .active == 1 and .members[1].state == "faulty"
         and .members[0].state == "active" and .bitmap.in_use == false' "$sc: status after both failed"
