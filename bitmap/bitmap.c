@@ -416,8 +416,7 @@ bool
 bitmap_test (struct bitmap *bm, uint64_t chunk)
 {
   pthread_mutex_lock (&bm->lock);
-  bool set = chunk < bm->nchunks
-    && (bm->buf[bitmap_bit_byte (chunk)] & bitmap_bit_mask (chunk));
+  bool set = chunk < bm->nchunks && bitmap_bit_test (bm->buf, chunk);
   pthread_mutex_unlock (&bm->lock);
   return set;
 }

@@ -90,10 +90,21 @@ bitmap_chunks (uint64_t volume_bytes, uint64_t chunk)
 }
 
 uint64_t
+bitmap_bits_end (uint64_t chunks)
+{
+  return BITMAP_HEADER_SIZE + (chunks + 7) / 8;
+}
+
+uint64_t
 bitmap_file_size (uint64_t chunks)
 {
-  uint64_t bytes = BITMAP_HEADER_SIZE + (chunks + 7) / 8;
-  return (bytes + 4095) & ~(uint64_t) 4095;
+  return (bitmap_bits_end (chunks) + 4095) & ~(uint64_t) 4095;
+}
+
+const char *
+bitmap_state_name (uint32_t state)
+{
+  return (state & BITMAP_STATE_STALE) ? "Out of date" : "OK";
 }
 
 bool
@@ -121,7 +132,7 @@ bitmap_count_dirty (const uint8_t *file, uint64_t nchunks)
   for (uint64_t i = 0; i < full; i++)
     n += (uint64_t) __builtin_popcount (bits[i]);
   for (uint64_t i = full * 8; i < nchunks; i++)
-    if (bits[i / 8] & (1u << (i % 8)))
+    if (bitmap_bit_test (file, i))
       n++;
   return n;
 }

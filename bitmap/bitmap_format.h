@@ -89,6 +89,22 @@ bitmap_bit_mask (uint64_t chunk_index)
   return (uint8_t) (1u << (chunk_index % 8));
 }
 
+/* Whether chunk CHUNK_INDEX's bit is set in a whole-file buffer. */
+static inline bool
+bitmap_bit_test (const uint8_t *file, uint64_t chunk_index)
+{
+  return (file[bitmap_bit_byte (chunk_index)] & bitmap_bit_mask (chunk_index))
+    != 0;
+}
+
+/* Bytes of the file that hold the header and the bits of NCHUNKS chunks
+ * (without the padding): what must be read to see every bit. */
+uint64_t bitmap_bits_end (uint64_t chunks);
+
+/* The header's state as mdadm --examine-bitmap names it: "OK", or
+ * "Out of date" when BITMAP_STATE_STALE is set. */
+const char *bitmap_state_name (uint32_t state);
+
 /* Count the set bits among the first NCHUNKS in a whole-file buffer. */
 uint64_t bitmap_count_dirty (const uint8_t *file, uint64_t nchunks);
 

@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #include "common/io.h"
+#include "core/assemble.h"
 #include "core/member.h"
 
 struct array;
@@ -88,9 +89,81 @@ int array_slot_of_file (struct array *a, uint64_t dev, uint64_t ino);
 int array_check_start (struct array *a, bool repair, uint64_t rate,
                        char *msg, size_t msglen);
 
-/* Status, as text (like /proc/mdstat) or JSON.  Returns the length. */
-size_t array_status_text (struct array *a, char *buf, size_t len);
-size_t array_status_json (struct array *a, char *buf, size_t len);
+/* ---- status: a snapshot of the array for the daemon to show ----
+ * Core gives the figures; how they are shown (text like /proc/mdstat,
+ * JSON) is the daemon's business (fuse/status.c). */
+
+/* The volume as a whole. */
+enum array_state {
+  ARRAY_ACTIVE,                 /* every member active */
+  ARRAY_DEGRADED,               /* some, not all */
+  ARRAY_FAILED,                 /* none */
+};
+
+/* "active", "degraded", "failed": as status shows them. */
+const char *array_state_name (enum array_state st);
+
+#define ARRAY_STATUS_PATH 4096  /* bytes of a path, NUL included */
+
+struct array_member_status {
+  enum member_state state;
+  char path[ARRAY_STATUS_PATH]; /* "(missing)" when the slot has no file */
+  uint64_t read_errors, write_errors;
+};
+
+struct array_status {
+  /* The volume. */
+  uint64_t size;                /* bytes */
+  uint64_t events;
+  enum array_state state;
+  uint32_t raid_disks;          /* slots: members[0 .. raid_disks) */
+  uint32_t active;              /* members in state MEMBER_ACTIVE */
+  struct array_member_status members[ASSEMBLE_MAX_SLOTS];
+
+  /* The write-intent bitmap. */
+  struct {
+    bool present;               /* false with -o nobitmap (rest is zero) */
+    bool in_use;                /* false once abandoned after an error: the
+                                 * next mount resyncs everything */
+    char path[ARRAY_STATUS_PATH];
+    uint64_t chunk_size;        /* bytes */
+    uint64_t chunks, dirty;
+  } bitmap;
+
+  /* An online recovery (re-add), when running. */
+  struct {
+    bool running;
+    uint32_t slot;
+    enum recovery_mode mode;
+    uint64_t done_chunks, total_chunks;
+    uint64_t chunk_size;        /* bytes per chunk (the bitmap's, or the
+                                 * copy unit without a bitmap) */
+    double seconds;             /* since it started */
+    uint64_t rate;              /* bytes/s so far */
+  } recovery;
+
+  /* The running, or last, check or repair. */
+  struct {
+    bool running;
+    bool finished;              /* one has ended since the mount */
+    bool repair;
+    uint64_t done_bytes, total_bytes;
+    uint64_t mismatches;        /* chunks that differed */
+    uint64_t repaired;          /* chunks rewritten */
+    char source[64];            /* repair: what the chunks were rewritten
+                                 * from ("first member", "majority") */
+    double seconds;             /* since it started (while running) */
+    uint64_t rate;              /* bytes/s so far (while running) */
+    uint64_t rate_limit;        /* bytes/s asked for, 0 = unlimited */
+  } check;
+
+  /* The resync at mount. */
+  struct array_resync_stats last_resync;
+};
+
+/* Fill ST with the array's state at one moment (under the array's lock;
+ * the counters that move without it are read atomically).  Returns 0. */
+int array_get_status (struct array *a, struct array_status *st);
 
 uint64_t array_size (const struct array *a);
 uint32_t array_slots (const struct array *a);

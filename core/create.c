@@ -23,42 +23,42 @@ create_check (const struct create_options *o, size_t nmembers)
 {
   if (nmembers < 2) {
     log_error ("a mirror needs at least two members (%zu given)", nmembers);
-    return -1;
+    return -EINVAL;
   }
   if (nmembers > ASSEMBLE_MAX_SLOTS) {
     log_error ("at most %d members are supported (%zu given)",
                ASSEMBLE_MAX_SLOTS, nmembers);
-    return -1;
+    return -EINVAL;
   }
   if (o->volume_bytes == 0 || o->volume_bytes % 4096 != 0) {
     log_error ("volume size %" PRIu64 " is not a positive multiple of 4096 "
                "bytes", o->volume_bytes);
-    return -1;
+    return -EINVAL;
   }
   if (o->volume_bytes < 64 * 1024) {
     log_error ("volume size %" PRIu64 " is too small (at least 64 KiB)",
                o->volume_bytes);
-    return -1;
+    return -EINVAL;
   }
   if (o->chunk && !bitmap_chunk_valid (o->chunk)) {
     log_error ("chunk size %" PRIu64 " is not a power of two from 4 KiB to "
                "1 GiB", o->chunk);
-    return -1;
+    return -EINVAL;
   }
   uint64_t chunk = o->chunk ? o->chunk : bitmap_default_chunk (o->volume_bytes);
   if (bitmap_chunks (o->volume_bytes, chunk) > BITMAP_MAX_BITS) {
     log_error ("chunk size %" PRIu64 " gives %" PRIu64 " chunks, more than "
                "%llu; choose a larger chunk", chunk,
                bitmap_chunks (o->volume_bytes, chunk), BITMAP_MAX_BITS);
-    return -1;
+    return -EINVAL;
   }
   if (o->name && strlen (o->name) > 32) {
     log_error ("name '%s' is longer than 32 bytes", o->name);
-    return -1;
+    return -EINVAL;
   }
   if (o->daemon_sleep > 3600) {
     log_error ("daemon sleep %u s is out of range (1..3600)", o->daemon_sleep);
-    return -1;
+    return -EINVAL;
   }
   return 0;
 }
@@ -74,13 +74,14 @@ int
 create_array (const struct create_options *o, const char *const *members,
               size_t n)
 {
-  if (create_check (o, n) < 0)
-    return -1;
+  int r = create_check (o, n);
+  if (r < 0)
+    return r;
   for (size_t i = 0; i < n; i++)
     for (size_t j = i + 1; j < n; j++)
       if (strcmp (members[i], members[j]) == 0) {
         log_error ("%s: given twice", members[i]);
-        return -1;
+        return -EINVAL;
       }
 
   /* Refuse before creating anything if a file exists. */
@@ -89,7 +90,7 @@ create_array (const struct create_options *o, const char *const *members,
       const char *p = i < n ? members[i] : o->bitmap;
       if (p && access (p, F_OK) == 0) {
         log_error ("%s: already exists (use --force to overwrite)", p);
-        return -1;
+        return -EEXIST;
       }
     }
   }
@@ -98,9 +99,10 @@ create_array (const struct create_options *o, const char *const *members,
   uint64_t member_size = sb_member_size_for (o->volume_bytes);
   struct md_sb sb;
   memset (&sb, 0, sizeof sb);
-  if (random_bytes (sb.set_uuid, 16) < 0) {
-    log_error ("cannot get random bytes: %s", strerror (errno));
-    return -1;
+  r = random_bytes (sb.set_uuid, 16);
+  if (r < 0) {
+    log_error ("cannot get random bytes: %s", strerror (-r));
+    return r;
   }
   snprintf (sb.set_name, sizeof sb.set_name, "%s", o->name ? o->name : "");
   sb.ctime = sb.utime = (uint64_t) time (NULL);
@@ -128,19 +130,23 @@ create_array (const struct create_options *o, const char *const *members,
   size_t made = 0;
   for (size_t i = 0; i < n; i++) {
     files[i] = create_file (members[i], o->force);
-    if (!files[i])
+    if (!files[i]) {
+      r = -errno;               /* io_posix_open logged it */
       goto close_all;
+    }
     made = i + 1;
   }
   if (o->bitmap) {
     bio = create_file (o->bitmap, o->force);
-    if (!bio)
+    if (!bio) {
+      r = -errno;
       goto close_all;
+    }
   }
 
   for (size_t i = 0; i < n; i++) {
     /* Sparse zeros: every member reads as zeros, so no initial sync. */
-    int r = io_truncate (files[i], 0);
+    r = io_truncate (files[i], 0);
     if (r == 0)
       r = io_truncate (files[i], member_size);
     if (r < 0) {
@@ -149,7 +155,12 @@ create_array (const struct create_options *o, const char *const *members,
       goto undo;
     }
     sb.dev_number = (uint32_t) i;
-    random_bytes (sb.device_uuid, 16);
+    r = random_bytes (sb.device_uuid, 16);
+    if (r < 0) {
+      log_error ("%s: cannot get random bytes: %s", members[i],
+                 strerror (-r));
+      goto undo;
+    }
     r = member_write_sb (files[i], &sb);
     if (r < 0) {
       log_error ("%s: cannot write the superblock: %s", members[i],
@@ -163,6 +174,7 @@ create_array (const struct create_options *o, const char *const *members,
     uint64_t bytes = bitmap_file_size (chunks);
     uint8_t *buf = calloc (1, bytes);
     if (!buf) {
+      r = -ENOMEM;
       log_error ("%s: out of memory", o->bitmap);
       goto undo;
     }
@@ -177,7 +189,7 @@ create_array (const struct create_options *o, const char *const *members,
     };
     memcpy (h.uuid, sb.set_uuid, 16);
     bitmap_header_encode (&h, buf);
-    int r = io_truncate (bio, 0);
+    r = io_truncate (bio, 0);
     if (r == 0)
       r = io_pwrite_full (bio, buf, bytes, 0);
     if (r == 0)
@@ -214,7 +226,7 @@ close_all:
     if (!existed[n])
       unlink (o->bitmap);
   }
-  return -1;
+  return r;
 }
 
 int
@@ -223,34 +235,41 @@ create_member_like (const char *like, uint32_t slot, const char *path,
 {
   struct io_file *src = io_posix_open (like, IO_OPEN_READONLY);
   if (!src)
-    return -1;
+    return -errno;              /* io_posix_open logged it */
   struct member_probe p;
   int r = member_probe (src, &p);
   io_close (src);
   if (r < 0 || p.status != SB_VALID) {
     log_error ("%s: %s", like, p.why);
-    return -1;
+    return r < 0 ? r : -EINVAL;
   }
   if (slot >= p.sb.raid_disks) {
     log_error ("slot %" PRIu32 " does not exist: %s has %" PRIu32
                " slots (0..%" PRIu32 ")", slot, like, p.sb.raid_disks,
                p.sb.raid_disks - 1);
-    return -1;
+    return -EINVAL;
   }
   if (!force && access (path, F_OK) == 0) {
     log_error ("%s: already exists (use --force to overwrite)", path);
-    return -1;
+    return -EEXIST;
   }
   bool existed = access (path, F_OK) == 0;
   struct io_file *f = create_file (path, force);
   if (!f)
-    return -1;
+    return -errno;
   /* The array's fields, a fresh device, events 0: whatever the array's
    * events_cleared, this member is recovered in full when re-added. */
   struct md_sb sb = p.sb;
   uint64_t size = (uint64_t) p.file_size;
   sb.dev_number = slot;
-  random_bytes (sb.device_uuid, 16);
+  r = random_bytes (sb.device_uuid, 16);
+  if (r < 0) {
+    log_error ("%s: cannot get random bytes: %s", path, strerror (-r));
+    io_close (f);
+    if (!existed)
+      unlink (path);
+    return r;
+  }
   sb.events = 0;
   sb.resync_offset = 0;
   sb.super_offset = sb_super_offset_for (size);

@@ -15,16 +15,17 @@ struct create_options {
   bool force;                   /* overwrite existing files */
 };
 
-/* Check OPTS without touching any file; -1 with a message logged. */
+/* Check OPTS without touching any file; -EINVAL with a message logged. */
 int create_check (const struct create_options *opts, size_t nmembers);
-/* Create the files.  Returns 0, or -1 with a message naming the file (and
- * the files created so far removed). */
+/* Create the files.  Returns 0, or a negative errno with a message naming
+ * the file logged (and the files created so far removed). */
 int create_array (const struct create_options *opts,
                   const char *const *members, size_t nmembers);
 
 /* A new, empty member for SLOT of the array LIKE belongs to (a replacement
  * for a lost member): the array's superblock with a fresh device uuid and
- * events 0, so that re-adding it copies everything.  -1 with a message. */
+ * events 0, so that re-adding it copies everything.  0, or a negative
+ * errno with a message logged. */
 int create_member_like (const char *like, uint32_t slot, const char *path,
                         bool force);
 

@@ -9,6 +9,8 @@
 
 #include "core/superblock.h"
 
+_Static_assert (SB_MAGIC == MD_SB_MAGIC, "SB_MAGIC is md's");
+
 _Static_assert (sizeof (struct mdp_superblock_1) == 256,
                 "mdp_superblock_1 must be 256 bytes before dev_roles");
 
@@ -218,4 +220,17 @@ sb_format_uuid (const uint8_t u[16], char out[36])
             "%02x%02x%02x%02x:%02x%02x%02x%02x",
             u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7],
             u[8], u[9], u[10], u[11], u[12], u[13], u[14], u[15]);
+}
+
+uint16_t
+sb_own_role (const struct md_sb *sb)
+{
+  return sb->dev_number < sb->max_dev && sb->dev_number < SB_MAX_DEV
+    ? sb->dev_roles[sb->dev_number] : SB_ROLE_SPARE;
+}
+
+const char *
+sb_state_name (const struct md_sb *sb)
+{
+  return sb->resync_offset == SB_RESYNC_CLEAN ? "clean" : "active";
 }

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#define SB_MAGIC 0xa92b4efc     /* md's MD_SB_MAGIC */
 #define SB_BLOCK_SIZE 4096
 #define SB_MAX_DEV 384          /* as md: more roles do not fit sanely */
 #define SB_ROLE_FAULTY 0xfffe
@@ -70,6 +71,14 @@ void sb_encode (const struct md_sb *sb, uint8_t block[SB_BLOCK_SIZE]);
  * SB_VALID, WHY gets a short description ("checksum 0x.. != 0x..").  */
 enum sb_status sb_decode (const uint8_t block[SB_BLOCK_SIZE],
                           struct md_sb *sb, char *why, size_t whylen);
+
+/* The role SB gives its own device: a slot number, SB_ROLE_FAULTY, or
+ * SB_ROLE_SPARE (also when dev_number is past max_dev). */
+uint16_t sb_own_role (const struct md_sb *sb);
+
+/* The array state as mdadm --examine names it: "clean" when
+ * resync_offset is SB_RESYNC_CLEAN, "active" otherwise. */
+const char *sb_state_name (const struct md_sb *sb);
 
 /* "xxxxxxxx:xxxxxxxx:xxxxxxxx:xxxxxxxx", as mdadm prints uuids. */
 void sb_format_uuid (const uint8_t uuid[16], char out[36]);

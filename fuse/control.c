@@ -17,6 +17,7 @@
 #include "common/util.h"
 #include "common/log.h"
 #include "fuse/mdfuse.h"
+#include "fuse/status.h"
 
 /* ---- the control channel: extended attributes on `volume` ----
  *
@@ -44,6 +45,27 @@ may_administer (fuse_req_t req, struct mdfuse *mf)
   return ctx->uid == 0 || ctx->uid == mf->uid;
 }
 
+/* The status, as text or JSON, into BUF: its length, or a negative
+ * errno (JSON that does not fit is not cut: -E2BIG). */
+static int
+status_xattr (struct mdfuse *mf, bool json, char *buf, size_t len)
+{
+  /* Large (a path per member): not on a worker's stack. */
+  struct array_status *st = malloc (sizeof *st);
+  if (!st)
+    return -ENOMEM;
+  int r = array_get_status (mf->array, st);
+  if (r == 0)
+    r = json ? status_render_json (st, buf, len)
+      : status_render_text (st, buf, len);
+  free (st);
+  if (json && r >= 0 && (size_t) r + 1 >= len) {
+    log_error ("status: the JSON takes more than %zu bytes", len);
+    return -E2BIG;
+  }
+  return r;
+}
+
 static void
 reply_text (fuse_req_t req, const char *text, size_t len, size_t size)
 {
@@ -65,12 +87,17 @@ op_getxattr (fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
     return;
   }
   const char *what = name + strlen (XATTR_PREFIX);
-  static __thread char buf[16384];
+  static __thread char buf[65536];      /* XATTR_SIZE_MAX */
   size_t len;
-  if (strcmp (what, "status") == 0)
-    len = array_status_text (mf->array, buf, sizeof buf);
-  else if (strcmp (what, "status.json") == 0)
-    len = array_status_json (mf->array, buf, sizeof buf);
+  if (strcmp (what, "status") == 0 || strcmp (what, "status.json") == 0) {
+    int r = status_xattr (mf, strcmp (what, "status.json") == 0, buf,
+                          sizeof buf);
+    if (r < 0) {
+      fuse_reply_err (req, -r);
+      return;
+    }
+    len = (size_t) r;
+  }
   else if (strcmp (what, "message") == 0) {
     pthread_mutex_lock (&mf->msg_lock);
     len = (size_t) snprintf (buf, sizeof buf, "%s", mf->last_msg);

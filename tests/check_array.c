@@ -799,18 +799,25 @@ START_TEST (test_bitmap_failure_during_mount_resync_goes_on_without_it)
 }
 END_TEST
 
+/* The array's status (the struct is large: not on the stack). */
+static struct array_status *
+status_of (struct array *a)
+{
+  static struct array_status st;
+  ck_assert_int_eq (array_get_status (a, &st), 0);
+  return &st;
+}
+
 static void
 wait_check (struct array *a)
 {
-  char js[4096];
   for (int i = 0; i < 5000; i++) {
-    array_status_json (a, js, sizeof js);
-    if (!strstr (js, "\"running\":true"))
+    if (!status_of (a)->check.running)
       return;
     struct timespec ts = { 0, 1000000 };
     nanosleep (&ts, NULL);
   }
-  ck_abort_msg ("the check did not end: %s", js);
+  ck_abort_msg ("the check did not end");
 }
 
 /* Issue 13, bug 7.  A repair that cannot make its bits durable, nor
@@ -852,18 +859,20 @@ START_TEST (test_check_errors_are_counted_by_kind)
   static uint8_t buf[4096];
   ck_assert_int_eq (array_write (a, buf, sizeof buf, 0), 4096);
   io_mem_stats (fx.mem[2])->fail_pread = -EIO;
-  char msg[256], js[4096];
+  char msg[256];
   ck_assert_int_eq (array_check_start (a, false, 0, msg, sizeof msg), 0);
   wait_check (a);
-  array_status_json (a, js, sizeof js);
-  ck_assert_ptr_nonnull (strstr (js, "\"read_errors\":1,\"write_errors\":0"));
+  struct array_status *st = status_of (a);
+  ck_assert_uint_eq (st->members[2].read_errors, 1);
+  ck_assert_uint_eq (st->members[2].write_errors, 0);
   size_t len;
   io_mem_data (fx.mem[1], &len)[3 * CHUNK] = 0x5a;
   io_mem_stats (fx.mem[1])->fail_pwrite = -EIO;
   ck_assert_int_eq (array_check_start (a, true, 0, msg, sizeof msg), 0);
   wait_check (a);
-  array_status_json (a, js, sizeof js);
-  ck_assert_msg (strstr (js, "\"read_errors\":0,\"write_errors\":1") != NULL, "%s", js);
+  st = status_of (a);
+  ck_assert_uint_eq (st->members[1].read_errors, 0);
+  ck_assert_uint_eq (st->members[1].write_errors, 1);
   io_mem_stats (fx.mem[1])->fail_pwrite = 0;
   array_close (a, true);
   fx_free (&fx);
@@ -873,16 +882,51 @@ END_TEST
 static void
 wait_recovery (struct array *a)
 {
-  char js[4096];
   for (int i = 0; i < 5000; i++) {
-    array_status_json (a, js, sizeof js);
-    if (strstr (js, "\"recovery\":null"))
+    if (!status_of (a)->recovery.running)
       return;
     struct timespec ts = { 0, 1000000 };
     nanosleep (&ts, NULL);
   }
-  ck_abort_msg ("the recovery did not end: %s", js);
+  ck_abort_msg ("the recovery did not end");
 }
+
+/* array_get_status: the figures status shows, from one snapshot. */
+START_TEST (test_status_snapshot_has_the_volume_members_and_bitmap)
+{
+  struct fixture fx;
+  fx_create (&fx, 2);
+  struct array *a = fx_assemble (&fx, NULL);
+  ck_assert_ptr_nonnull (a);
+  static uint8_t buf[4096];
+  ck_assert_int_eq (array_write (a, buf, sizeof buf, 3 * CHUNK), 4096);
+  struct array_status *st = status_of (a);
+  ck_assert_uint_eq (st->size, VOL);
+  ck_assert_int_eq (st->state, ARRAY_ACTIVE);
+  ck_assert_str_eq (array_state_name (st->state), "active");
+  ck_assert_uint_eq (st->raid_disks, 2);
+  ck_assert_uint_eq (st->active, 2);
+  ck_assert_str_eq (st->members[0].path, "m0");
+  ck_assert_int_eq (st->members[1].state, MEMBER_ACTIVE);
+  ck_assert (st->bitmap.present && st->bitmap.in_use);
+  ck_assert_str_eq (st->bitmap.path, "bm");
+  ck_assert_uint_eq (st->bitmap.chunk_size, CHUNK);
+  ck_assert_uint_eq (st->bitmap.chunks, NCHUNKS);
+  ck_assert_uint_eq (st->bitmap.dirty, 1);
+  ck_assert (!st->recovery.running && !st->check.running);
+  uint64_t events = st->events;
+  char msg[256];
+  ck_assert_int_eq (array_fail_member (a, 1, msg, sizeof msg), 0);
+  st = status_of (a);
+  ck_assert_int_eq (st->state, ARRAY_DEGRADED);
+  ck_assert_str_eq (array_state_name (st->state), "degraded");
+  ck_assert_uint_eq (st->active, 1);
+  ck_assert_int_eq (st->members[1].state, MEMBER_FAULTY);
+  ck_assert_uint_gt (st->events, events);
+  array_close (a, true);
+  fx_free (&fx);
+}
+END_TEST
 
 /* Issue 13, bug 6.  A re-added member's own superblock says it is being
  * recovered before its first copy: when the recovery stops half way
@@ -995,6 +1039,7 @@ array_suite (void)
   tcase_add_test (tc, test_bitmap_failure_during_mount_resync_goes_on_without_it);
   tcase_add_test (tc, test_repair_writes_nothing_while_the_bitmap_is_unsafe);
   tcase_add_test (tc, test_check_errors_are_counted_by_kind);
+  tcase_add_test (tc, test_status_snapshot_has_the_volume_members_and_bitmap);
   tcase_add_test (tc, test_readd_marks_the_member_recovering_before_it_copies);
   tcase_add_test (tc, test_interrupted_full_recovery_resumes_at_its_recovery_offset);
   suite_add_tcase (s, tc);

@@ -522,6 +522,41 @@ START_TEST (test_count_dirty_ignores_padding_bits)
 }
 END_TEST
 
+START_TEST (test_bit_test_reads_the_bit_of_a_whole_file_buffer)
+{
+  uint8_t buf[4096];
+  memset (buf, 0, sizeof buf);
+  buf[0] = 0xff;                        /* the header is not bits */
+  buf[256] = 0x81;                      /* chunks 0 and 7 */
+  buf[257] = 0x20;                      /* chunk 13 */
+  for (uint64_t c = 0; c < 64; c++)
+    ck_assert_msg (bitmap_bit_test (buf, c) == (c == 0 || c == 7 || c == 13),
+                   "chunk %llu", (unsigned long long) c);
+  ck_assert_uint_eq (bitmap_count_dirty (buf, 64), 3);
+}
+END_TEST
+
+START_TEST (test_bits_end_is_header_plus_bits_unpadded)
+{
+  ck_assert_uint_eq (bitmap_bits_end (0), 256);
+  ck_assert_uint_eq (bitmap_bits_end (1), 257);
+  ck_assert_uint_eq (bitmap_bits_end (8), 257);
+  ck_assert_uint_eq (bitmap_bits_end (9), 258);
+  ck_assert_uint_eq (bitmap_bits_end (1ull << 21), 256 + 262144);
+  for (uint64_t n = 1; n < 100000; n += 997) {
+    ck_assert_uint_gt (bitmap_bits_end (n), bitmap_bit_byte (n - 1));
+    ck_assert_uint_le (bitmap_bits_end (n), bitmap_file_size (n));
+  }
+}
+END_TEST
+
+START_TEST (test_state_name_is_mdadms)
+{
+  ck_assert_str_eq (bitmap_state_name (0), "OK");
+  ck_assert_str_eq (bitmap_state_name (BITMAP_STATE_STALE), "Out of date");
+}
+END_TEST
+
 /* ================= the write-intent protocol ================= */
 
 #define C64K (64ull << 10)
@@ -1159,6 +1194,9 @@ bitmap_suite (void)
   tcase_add_test (tc, test_file_size_is_header_plus_bits_padded_to_4k);
   tcase_add_test (tc, test_default_chunk_is_4m_doubled_past_2_21_bits);
   tcase_add_test (tc, test_count_dirty_ignores_padding_bits);
+  tcase_add_test (tc, test_bit_test_reads_the_bit_of_a_whole_file_buffer);
+  tcase_add_test (tc, test_bits_end_is_header_plus_bits_unpadded);
+  tcase_add_test (tc, test_state_name_is_mdadms);
   suite_add_tcase (s, tc);
 
   tc = tcase_create ("intent");

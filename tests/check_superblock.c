@@ -394,6 +394,35 @@ END_TEST
 
 /* ---- placement ---- */
 
+START_TEST (test_own_role_and_state_name)
+{
+  struct md_sb sb;
+  memset (&sb, 0, sizeof sb);
+  sb.max_dev = 3;
+  sb.dev_roles[0] = 0;
+  sb.dev_roles[1] = SB_ROLE_FAULTY;
+  sb.dev_roles[2] = 1;
+  sb.dev_number = 0;
+  ck_assert_uint_eq (sb_own_role (&sb), 0);
+  sb.dev_number = 1;
+  ck_assert_uint_eq (sb_own_role (&sb), SB_ROLE_FAULTY);
+  sb.dev_number = 2;
+  ck_assert_uint_eq (sb_own_role (&sb), 1);
+  sb.dev_number = 3;                    /* past max_dev */
+  ck_assert_uint_eq (sb_own_role (&sb), SB_ROLE_SPARE);
+  sb.dev_number = 100000;
+  sb.max_dev = 200000;                  /* never past dev_roles */
+  ck_assert_uint_eq (sb_own_role (&sb), SB_ROLE_SPARE);
+  sb.resync_offset = SB_RESYNC_CLEAN;
+  ck_assert_str_eq (sb_state_name (&sb), "clean");
+  sb.resync_offset = 0;
+  ck_assert_str_eq (sb_state_name (&sb), "active");
+  sb.resync_offset = 1024;
+  ck_assert_str_eq (sb_state_name (&sb), "active");
+  ck_assert_uint_eq (SB_MAGIC, MD_SB_MAGIC);
+}
+END_TEST
+
 START_TEST (test_super_offset_is_dsize_minus_16_rounded_down_to_8)
 {
   static const uint64_t sizes[] = {
@@ -635,6 +664,7 @@ superblock_suite (void)
   tcase_add_test (tc, test_feature_map_set_is_unsupported);
   tcase_add_test (tc, test_nonzero_data_offset_is_unsupported);
   tcase_add_test (tc, test_each_control_decode_is_valid);
+  tcase_add_test (tc, test_own_role_and_state_name);
   suite_add_tcase (s, tc);
 
   tc = tcase_create ("placement");

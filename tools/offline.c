@@ -1,0 +1,392 @@
+/* mdfusectl's commands that work on the files themselves, with no daemon:
+ * create, new-member, examine, examine-bitmap; and the map of a bitmap. */
+#include <config.h>
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bitmap/bitmap_format.h"
+#include "common/io.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "core/create.h"
+#include "core/member.h"
+#include "core/superblock.h"
+#include "tools/mdfusectl.h"
+
+int
+cmd_create (int argc, char **argv)
+{
+  static const struct option longopts[] = {
+    { "force", no_argument, NULL, 'f' },
+    { "chunk", required_argument, NULL, 'c' },
+    { "name", required_argument, NULL, 'n' },
+    { "size", required_argument, NULL, 's' },
+    { "bitmap", required_argument, NULL, 'b' },
+    { "daemon-sleep", required_argument, NULL, 'd' },
+    { "help", no_argument, NULL, 'h' },
+    { NULL, 0, NULL, 0 },
+  };
+  struct create_options o = { 0 };
+  bool have_size = false;
+  int c;
+  while ((c = getopt_long (argc, argv, "fc:n:s:b:d:h", longopts, NULL)) != -1) {
+    switch (c) {
+    case 'f':
+      o.force = true;
+      break;
+    case 'c':
+      if (parse_size (optarg, &o.chunk) < 0 || o.chunk == 0) {
+        log_error ("--chunk %s: not a size", optarg);
+        return 1;
+      }
+      break;
+    case 'n':
+      o.name = optarg;
+      break;
+    case 's':
+      if (parse_size (optarg, &o.volume_bytes) < 0) {
+        log_error ("--size %s: not a size", optarg);
+        return 1;
+      }
+      have_size = true;
+      break;
+    case 'b':
+      o.bitmap = optarg;
+      break;
+    case 'd': {
+      char *end;
+      unsigned long v = strtoul (optarg, &end, 10);
+      if (*end || v < 1 || v > 3600) {
+        log_error ("--daemon-sleep %s: not a number of seconds in 1..3600",
+                   optarg);
+        return 1;
+      }
+      o.daemon_sleep = (unsigned) v;
+      break;
+    }
+    case 'h':
+      usage (stdout, "create");
+      return 0;
+    default:
+      usage (stderr, "create");
+      return 1;
+    }
+  }
+  if (!have_size) {
+    log_error ("create: --size is required");
+    return 1;
+  }
+  if (!o.bitmap) {
+    log_error ("create: --bitmap FILE is required");
+    return 1;
+  }
+  size_t n = (size_t) (argc - optind);
+  if (create_array (&o, (const char *const *) argv + optind, n) < 0)
+    return 1;
+  uint64_t chunk = o.chunk ? o.chunk : bitmap_default_chunk (o.volume_bytes);
+  char vs[32], cs[32];
+  format_bytes (o.volume_bytes, vs, sizeof vs);
+  format_bytes (chunk, cs, sizeof cs);
+  printf ("created a %zu-member mirror of %s, chunk %s, bitmap %s\n", n, vs,
+          cs, o.bitmap);
+  return 0;
+}
+
+int
+cmd_new_member (int argc, char **argv)
+{
+  static const struct option longopts[] = {
+    { "force", no_argument, NULL, 'f' },
+    { "like", required_argument, NULL, 'l' },
+    { "slot", required_argument, NULL, 's' },
+    { "help", no_argument, NULL, 'h' },
+    { NULL, 0, NULL, 0 },
+  };
+  bool force = false;
+  const char *like = NULL;
+  long slot = -1;
+  int c;
+  while ((c = getopt_long (argc, argv, "h", longopts, NULL)) != -1) {
+    switch (c) {
+    case 'f': force = true; break;
+    case 'l': like = optarg; break;
+    case 's': {
+      char *end;
+      slot = strtol (optarg, &end, 10);
+      if (*end || slot < 0) {
+        log_error ("--slot %s: not a slot number", optarg);
+        return 1;
+      }
+      break;
+    }
+    case 'h': usage (stdout, "new-member"); return 0;
+    default: usage (stderr, "new-member"); return 1;
+    }
+  }
+  if (!like || slot < 0 || optind + 1 != argc) {
+    log_error ("new-member: --like MEMBER, --slot N and NEWFILE are needed");
+    return 1;
+  }
+  if (create_member_like (like, (uint32_t) slot, argv[optind], force) < 0)
+    return 1;
+  printf ("%s: new member for slot %ld; add it with 'mdfusectl re-add "
+          "MOUNTPOINT %s' (everything is copied)\n", argv[optind], slot,
+          argv[optind]);
+  return 0;
+}
+
+/* A command's only option is --help: 0 when the operands start at
+ * optind, -1 after printing the usage on --help, 1 on a bad option. */
+static int
+help_only (int argc, char **argv, const char *name)
+{
+  static const struct option longopts[] = {
+    { "help", no_argument, NULL, 'h' },
+    { NULL, 0, NULL, 0 },
+  };
+  int c;
+  while ((c = getopt_long (argc, argv, "h", longopts, NULL)) != -1) {
+    if (c == 'h') {
+      usage (stdout, name);
+      return -1;
+    }
+    usage (stderr, name);
+    return 1;
+  }
+  return 0;
+}
+
+static void
+print_time (const char *key, uint64_t t)
+{
+  time_t tt = (time_t) t;
+  char buf[64];
+  struct tm tm;
+  strftime (buf, sizeof buf, "%a %b %e %H:%M:%S %Y", localtime_r (&tt, &tm));
+  printf ("%16s : %s\n", key, buf);
+}
+
+static int
+examine_one (const char *path)
+{
+  struct io_file *f = io_posix_open (path, IO_OPEN_READONLY);
+  if (!f)
+    return 1;
+  struct member_probe p;
+  int r = member_probe (f, &p);
+  io_close (f);
+  if (r < 0 || p.status == SB_NO_MAGIC || p.status == SB_UNSUPPORTED) {
+    log_error ("%s: %s", path, p.why);
+    return 1;
+  }
+  const struct md_sb *s = &p.sb;
+  char uuid[36], duuid[36];
+  sb_format_uuid (s->set_uuid, uuid);
+  sb_format_uuid (s->device_uuid, duuid);
+  printf ("%s:\n", path);
+  printf ("%16s : %08x\n", "Magic", SB_MAGIC);
+  printf ("%16s : 1.0\n", "Version");
+  printf ("%16s : 0x%" PRIx32 "\n", "Feature Map", sb_feature_map (s));
+  printf ("%16s : %s\n", "Array UUID", uuid);
+  printf ("%16s : %s\n", "Name", s->set_name);
+  print_time ("Creation Time", s->ctime);
+  printf ("%16s : raid1\n", "Raid Level");
+  printf ("%16s : %" PRIu32 "\n", "Raid Devices", s->raid_disks);
+  printf ("%16s : %" PRIu64 "\n", "Volume Size", s->size * 512);
+  printf ("%16s : %" PRIu64 " sectors\n", "Data Offset", s->data_offset);
+  printf ("%16s : %" PRIu64 " sectors\n", "Super Offset", s->super_offset);
+  printf ("%16s : %s\n", "Device UUID", duuid);
+  print_time ("Update Time", s->utime);
+  printf ("%16s : %" PRIu64 "\n", "Events", s->events);
+  printf ("%16s : %s\n", "State", sb_state_name (s));
+  if (s->resync_offset != SB_RESYNC_CLEAN)
+    printf ("%16s : %" PRIu64 " sectors\n", "Resync Offset", s->resync_offset);
+  if (s->recovering)
+    printf ("%16s : %" PRIu64 " sectors%s\n", "Recovery Offset",
+            s->recovery_offset, s->recovery_bitmap
+            ? " (guided by the bitmap)" : "");
+  if (p.status == SB_BAD_CHECKSUM)
+    printf ("%16s : wrong (%s)\n", "Checksum", p.why);
+  else
+    printf ("%16s : %08" PRIx32 " - correct\n", "Checksum", s->sb_csum);
+  uint16_t role = sb_own_role (s);
+  if (role == SB_ROLE_FAULTY)
+    printf ("%16s : faulty\n", "Device Role");
+  else if (role == SB_ROLE_SPARE)
+    printf ("%16s : spare\n", "Device Role");
+  else
+    printf ("%16s : Active device %u\n", "Device Role", role);
+  printf ("%16s : ", "Array State");
+  for (uint32_t k = 0; k < s->raid_disks && k < s->max_dev; k++)
+    putchar (s->dev_roles[k] == SB_ROLE_FAULTY ? '.' : 'A');
+  printf (" ('A' == active, '.' == faulty)\n");
+  return p.status == SB_VALID ? 0 : 2;
+}
+
+int
+cmd_examine (int argc, char **argv)
+{
+  int h = help_only (argc, argv, "examine");
+  if (h != 0)
+    return h < 0 ? 0 : h;
+  if (optind >= argc) {
+    usage (stderr, "examine");
+    return 1;
+  }
+  int rc = 0;
+  for (int i = optind; i < argc; i++) {
+    int r = examine_one (argv[i]);
+    if (r > rc)
+      rc = r;
+  }
+  return rc;
+}
+
+/* ---- the bitmap as a picture ---- */
+
+static unsigned
+map_columns (void)
+{
+  struct winsize ws;
+  if (isatty (STDOUT_FILENO) && ioctl (STDOUT_FILENO, TIOCGWINSZ, &ws) == 0
+      && ws.ws_col >= 20)
+    return ws.ws_col - 2u;
+  const char *c = getenv ("COLUMNS");
+  if (c && atoi (c) >= 20)
+    return (unsigned) atoi (c) - 2u;
+  return 64;
+}
+
+/* Each cell stands for as many chunks as it takes to fit in 16 rows of
+ * the terminal's width. */
+void
+draw_map (const uint8_t *file, uint64_t nchunks, uint64_t chunk,
+          char dirty_char)
+{
+  uint64_t cols = map_columns (), max_rows = 16;
+  uint64_t per = (nchunks + cols * max_rows - 1) / (cols * max_rows);
+  if (per == 0)
+    per = 1;
+  uint64_t cells = (nchunks + per - 1) / per;
+  if (cells < cols)
+    cols = cells;
+  char cs[32];
+  format_bytes (per * chunk, cs, sizeof cs);
+  printf ("map: %" PRIu64 " chunks, each cell %" PRIu64 " chunk%s (%s); "
+          "'.' clean, '%c' dirty%s\n", nchunks, per, per == 1 ? "" : "s", cs,
+          dirty_char, dirty_char == 'R' ? " and being recovered" : "");
+  for (uint64_t cell = 0; cell < cells; cell++) {
+    bool dirty = false;
+    for (uint64_t c = cell * per; c < (cell + 1) * per && c < nchunks; c++)
+      if (bitmap_bit_test (file, c)) {
+        dirty = true;
+        break;
+      }
+    putchar (dirty ? dirty_char : '.');
+    if ((cell + 1) % cols == 0 || cell + 1 == cells)
+      putchar ('\n');
+  }
+}
+
+int
+cmd_examine_bitmap (int argc, char **argv)
+{
+  static const struct option longopts[] = {
+    { "dirty", no_argument, NULL, 'd' },
+    { "map", no_argument, NULL, 'm' },
+    { "help", no_argument, NULL, 'h' },
+    { NULL, 0, NULL, 0 },
+  };
+  bool dirty_list = false, map = false;
+  int c;
+  while ((c = getopt_long (argc, argv, "h", longopts, NULL)) != -1) {
+    switch (c) {
+    case 'd': dirty_list = true; break;
+    case 'm': map = true; break;
+    case 'h': usage (stdout, "examine-bitmap"); return 0;
+    default: usage (stderr, "examine-bitmap"); return 1;
+    }
+  }
+  if (optind + 1 != argc) {
+    usage (stderr, "examine-bitmap");
+    return 1;
+  }
+  const char *path = argv[optind];
+  struct io_file *f = io_posix_open (path, IO_OPEN_READONLY);
+  if (!f)
+    return 1;
+  int64_t size = io_size (f);
+  if (size < 0) {
+    log_error ("%s: cannot get its size: %s", path, strerror ((int) -size));
+    io_close (f);
+    return 1;
+  }
+  if (size < BITMAP_HEADER_SIZE) {
+    log_error ("%s: file is %" PRId64 " bytes, too small to be a bitmap",
+               path, size);
+    io_close (f);
+    return 1;
+  }
+  uint8_t *buf = malloc ((size_t) size);
+  int r = buf ? io_pread_full (f, buf, (size_t) size, 0) : -ENOMEM;
+  io_close (f);
+  if (r < 0) {
+    log_error ("%s: cannot read: %s", path, strerror (-r));
+    free (buf);
+    return 1;
+  }
+
+  struct bitmap_header h;
+  char why[200];
+  enum bitmap_header_status st = bitmap_header_decode (buf, &h, why, sizeof why);
+  if (st == BITMAP_HEADER_FOREIGN
+      || (st != BITMAP_HEADER_OK && !bitmap_chunk_valid (h.chunksize))) {
+    log_error ("%s: %s", path, why);
+    free (buf);
+    return 1;
+  }
+  uint64_t chunks = bitmap_chunks (h.sync_size * 512, h.chunksize);
+  if ((uint64_t) size < bitmap_bits_end (chunks)) {
+    log_error ("%s: file is %" PRId64 " bytes, too small for %" PRIu64
+               " chunks", path, size, chunks);
+    free (buf);
+    return 1;
+  }
+  uint64_t dirty = bitmap_count_dirty (buf, chunks);
+  if (dirty_list) {
+    for (uint64_t k = 0; k < chunks; k++)
+      if (bitmap_bit_test (buf, k))
+        printf ("%" PRIu64 "\n", k);
+    free (buf);
+    return st == BITMAP_HEADER_OK ? 0 : 2;
+  }
+  char uuid[36];
+  sb_format_uuid (h.uuid, uuid);
+  printf ("%16s : %s\n", "Filename", path);
+  printf ("%16s : %08x\n", "Magic", BITMAP_MAGIC);
+  printf ("%16s : %d\n", "Version", BITMAP_VERSION);
+  printf ("%16s : %s\n", "UUID", uuid);
+  printf ("%16s : %" PRIu64 "\n", "Events", h.events);
+  printf ("%16s : %" PRIu64 "\n", "Events Cleared", h.events_cleared);
+  printf ("%16s : %s\n", "State", bitmap_state_name (h.state));
+  printf ("%16s : %" PRIu32 "\n", "Chunksize", h.chunksize);
+  printf ("%16s : %" PRIu32 "s flush period\n", "Daemon", h.daemon_sleep);
+  printf ("%16s : %" PRIu64 "\n", "Sync Size", h.sync_size * 512);
+  printf ("%16s : %" PRIu64 " bits (chunks), %" PRIu64 " dirty (%.1f%%)\n",
+          "Bitmap", chunks, dirty,
+          chunks ? 100.0 * (double) dirty / (double) chunks : 0.0);
+  printf ("%16s : %s\n", "Checksum",
+          st == BITMAP_HEADER_OK ? "correct" : why);
+  if (map)
+    draw_map (buf, chunks, h.chunksize, '#');
+  free (buf);
+  return st == BITMAP_HEADER_OK ? 0 : 2;
+}
