@@ -11,6 +11,7 @@
 
 #include "bitmap/bitmap_format.h"
 #include "core/array.h"
+#include "core/create.h"
 #include "common/log.h"
 #include "core/member.h"
 #include "core/superblock.h"
@@ -26,49 +27,23 @@ struct fixture {
   struct io_file *bmem;
   struct io_log *log;           /* with fx_log: the files' writes, syncs */
   int log_m[4], log_bm;         /* their indices in it */
-  uint8_t uuid[16];
 };
 
+/* N members and a bitmap, as mdfusectl create makes them. */
 static void
 fx_create (struct fixture *fx, size_t n)
 {
   memset (fx, 0, sizeof *fx);
   fx->n = n;
-  for (int i = 0; i < 16; i++)
-    fx->uuid[i] = (uint8_t) (0xa0 + i);
-  struct md_sb sb;
-  memset (&sb, 0, sizeof sb);
-  memcpy (sb.set_uuid, fx->uuid, 16);
-  sb.level = 1;
-  sb.raid_disks = (uint32_t) n;
-  sb.max_dev = (uint32_t) n;
-  sb.size = VOL / 512;
-  sb.super_offset = sb_super_offset_for (sb_member_size_for (VOL));
-  sb.data_size = sb.super_offset;
-  sb.events = 1;
-  sb.resync_offset = SB_RESYNC_CLEAN;
-  for (uint32_t k = 0; k < n; k++)
-    sb.dev_roles[k] = (uint16_t) k;
   for (size_t i = 0; i < n; i++) {
     char name[8];
     snprintf (name, sizeof name, "m%zu", i);
     fx->mem[i] = io_mem_new (name);
-    ck_assert_int_eq (io_mem_truncate (fx->mem[i], sb_member_size_for (VOL)), 0);
-    sb.dev_number = (uint32_t) i;
-    sb.device_uuid[0] = (uint8_t) i;
-    ck_assert_int_eq (member_write_sb (fx->mem[i], &sb), 0);
   }
   fx->bmem = io_mem_new ("bm");
-  uint64_t bytes = bitmap_file_size (NCHUNKS);
-  ck_assert_int_eq (io_mem_truncate (fx->bmem, bytes), 0);
-  struct bitmap_header h = {
-    .events = 1, .events_cleared = 1, .sync_size = VOL / 512,
-    .chunksize = CHUNK, .daemon_sleep = 5,
-  };
-  memcpy (h.uuid, fx->uuid, 16);
-  uint8_t hdr[BITMAP_HEADER_SIZE];
-  bitmap_header_encode (&h, hdr);
-  ck_assert_int_eq (io_pwrite_full (fx->bmem, hdr, sizeof hdr, 0), 0);
+  struct create_options o = { .volume_bytes = VOL, .chunk = CHUNK,
+                              .daemon_sleep = 5 };
+  ck_assert_int_eq (create_array_on (&o, fx->mem, n, fx->bmem), 0);
 }
 
 static struct array *
@@ -507,10 +482,8 @@ END_TEST
 
 START_TEST (test_refused_mount_writes_nothing)
 {
-  struct fixture fx, other;
+  struct fixture fx;
   fx_create (&fx, 2);
-  fx_create (&other, 2);
-  other.uuid[0] ^= 1;
   /* Give fx the bitmap of an array with another uuid. */
   struct bitmap_header h = disk_header (&fx);
   h.uuid[0] ^= 1;
@@ -524,7 +497,6 @@ START_TEST (test_refused_mount_writes_nothing)
   ck_assert_uint_eq (io_mem_stats (fx.mem[0])->pwrites, w0);
   ck_assert_uint_eq (io_mem_stats (fx.bmem)->pwrites, wb);
   fx_free (&fx);
-  fx_free (&other);
 }
 END_TEST
 

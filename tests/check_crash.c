@@ -28,6 +28,7 @@
 
 #include "bitmap/bitmap_format.h"
 #include "core/array.h"
+#include "core/create.h"
 #include "common/log.h"
 #include "core/member.h"
 #include "core/superblock.h"
@@ -132,41 +133,25 @@ model_allows (const struct model *m, size_t b, const uint8_t *data)
 static const char *const names[] = { "m0", "m1", "m2", "m3" };
 static int nmembers;            /* files 0..nmembers-1; the bitmap is last */
 
+/* The images of a new array, as mdfusectl create makes it. */
 static void
 initial_images (uint8_t **img, size_t *len)
 {
-  struct md_sb sb;
-  memset (&sb, 0, sizeof sb);
-  for (int i = 0; i < 16; i++)
-    sb.set_uuid[i] = (uint8_t) (0x11 * i);
-  sb.level = 1;
-  sb.raid_disks = sb.max_dev = (uint32_t) nmembers;
-  sb.size = VOL / 512;
-  sb.super_offset = sb_super_offset_for (sb_member_size_for (VOL));
-  sb.data_size = sb.super_offset;
-  sb.events = 1;
-  sb.resync_offset = SB_RESYNC_CLEAN;
-  for (int k = 0; k < nmembers; k++)
-    sb.dev_roles[k] = (uint16_t) k;
-  for (int i = 0; i < nmembers; i++) {
-    struct io_file *f = io_mem_new (names[i]);
-    io_mem_truncate (f, sb_member_size_for (VOL));
-    sb.dev_number = (uint32_t) i;
-    ck_assert_int_eq (member_write_sb (f, &sb), 0);
+  struct io_file *f[MAXM + 1];
+  for (int i = 0; i <= nmembers; i++)
+    f[i] = io_mem_new (i < nmembers ? names[i] : "bm");
+  struct create_options o = { .volume_bytes = VOL, .chunk = CHUNK,
+                              .daemon_sleep = 5 };
+  ck_assert_int_eq (create_array_on (&o, f, (size_t) nmembers, f[nmembers]),
+                    0);
+  for (int i = 0; i <= nmembers; i++) {
     size_t l;
-    uint8_t *d = io_mem_data (f, &l);
+    uint8_t *d = io_mem_data (f[i], &l);
     img[i] = malloc (l);
     memcpy (img[i], d, l);
     len[i] = l;
-    io_close (f);
+    io_close (f[i]);
   }
-  struct bitmap_header h = { .events = 1, .events_cleared = 1,
-                             .sync_size = VOL / 512, .chunksize = CHUNK,
-                             .daemon_sleep = 5 };
-  memcpy (h.uuid, sb.set_uuid, 16);
-  len[nmembers] = bitmap_file_size (NCHUNKS);
-  img[nmembers] = calloc (1, len[nmembers]);
-  bitmap_header_encode (&h, img[nmembers]);
 }
 
 /* In-memory files holding IMG (FILES[0..nmembers]), attached in that order
