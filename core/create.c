@@ -71,6 +71,95 @@ create_file (const char *path, bool force)
 }
 
 int
+create_array_on (const struct create_options *o, struct io_file *const *files,
+                 size_t n, struct io_file *bio)
+{
+  int r = create_check (o, n);
+  if (r < 0)
+    return r;
+  uint64_t chunk = o->chunk ? o->chunk : bitmap_default_chunk (o->volume_bytes);
+  uint64_t member_size = sb_member_size_for (o->volume_bytes);
+  struct md_sb sb;
+  memset (&sb, 0, sizeof sb);
+  r = random_bytes (sb.set_uuid, 16);
+  if (r < 0) {
+    log_error ("cannot get random bytes: %s", strerror (-r));
+    return r;
+  }
+  snprintf (sb.set_name, sizeof sb.set_name, "%s", o->name ? o->name : "");
+  sb.ctime = sb.utime = (uint64_t) time (NULL);
+  sb.level = 1;
+  sb.raid_disks = (uint32_t) n;
+  sb.size = o->volume_bytes / 512;
+  sb.data_offset = 0;
+  sb.super_offset = sb_super_offset_for (member_size);
+  sb.data_size = sb.super_offset;
+  sb.events = 1;
+  sb.resync_offset = SB_RESYNC_CLEAN;   /* zeros everywhere: in sync */
+  sb.max_dev = (uint32_t) n;
+  for (uint32_t k = 0; k < n; k++)
+    sb.dev_roles[k] = (uint16_t) k;
+
+  for (size_t i = 0; i < n; i++) {
+    /* Sparse zeros: every member reads as zeros, so no initial sync. */
+    r = io_truncate (files[i], 0);
+    if (r == 0)
+      r = io_truncate (files[i], member_size);
+    if (r < 0) {
+      log_error ("%s: cannot size to %" PRIu64 " bytes: %s", files[i]->name,
+                 member_size, strerror (-r));
+      return r;
+    }
+    sb.dev_number = (uint32_t) i;
+    r = random_bytes (sb.device_uuid, 16);
+    if (r < 0) {
+      log_error ("%s: cannot get random bytes: %s", files[i]->name,
+                 strerror (-r));
+      return r;
+    }
+    r = member_write_sb (files[i], &sb);
+    if (r < 0) {
+      log_error ("%s: cannot write the superblock: %s", files[i]->name,
+                 strerror (-r));
+      return r;
+    }
+  }
+
+  if (bio) {
+    uint64_t chunks = bitmap_chunks (o->volume_bytes, chunk);
+    uint64_t bytes = bitmap_file_size (chunks);
+    uint8_t *buf = calloc (1, bytes);
+    if (!buf) {
+      r = -ENOMEM;
+      log_error ("%s: out of memory", bio->name);
+      return r;
+    }
+    struct bitmap_header h = {
+      .events = sb.events,
+      .events_cleared = sb.events,
+      .sync_size = sb.size,
+      .state = 0,
+      .chunksize = (uint32_t) chunk,
+      .daemon_sleep = o->daemon_sleep ? o->daemon_sleep
+        : BITMAP_DEFAULT_DAEMON_SLEEP,
+    };
+    memcpy (h.uuid, sb.set_uuid, 16);
+    bitmap_header_encode (&h, buf);
+    r = io_truncate (bio, 0);
+    if (r == 0)
+      r = io_pwrite_full (bio, buf, bytes, 0);
+    if (r == 0)
+      r = io_fdatasync (bio);
+    free (buf);
+    if (r < 0) {
+      log_error ("%s: cannot write the bitmap: %s", bio->name, strerror (-r));
+      return r;
+    }
+  }
+  return 0;
+}
+
+int
 create_array (const struct create_options *o, const char *const *members,
               size_t n)
 {
@@ -94,29 +183,6 @@ create_array (const struct create_options *o, const char *const *members,
       }
     }
   }
-
-  uint64_t chunk = o->chunk ? o->chunk : bitmap_default_chunk (o->volume_bytes);
-  uint64_t member_size = sb_member_size_for (o->volume_bytes);
-  struct md_sb sb;
-  memset (&sb, 0, sizeof sb);
-  r = random_bytes (sb.set_uuid, 16);
-  if (r < 0) {
-    log_error ("cannot get random bytes: %s", strerror (-r));
-    return r;
-  }
-  snprintf (sb.set_name, sizeof sb.set_name, "%s", o->name ? o->name : "");
-  sb.ctime = sb.utime = (uint64_t) time (NULL);
-  sb.level = 1;
-  sb.raid_disks = (uint32_t) n;
-  sb.size = o->volume_bytes / 512;
-  sb.data_offset = 0;
-  sb.super_offset = sb_super_offset_for (member_size);
-  sb.data_size = sb.super_offset;
-  sb.events = 1;
-  sb.resync_offset = SB_RESYNC_CLEAN;   /* zeros everywhere: in sync */
-  sb.max_dev = (uint32_t) n;
-  for (uint32_t k = 0; k < n; k++)
-    sb.dev_roles[k] = (uint16_t) k;
 
   /* Open and lock every file before changing any: a file in use by a
    * running mdfuse stops the create with nothing truncated. */
@@ -144,62 +210,9 @@ create_array (const struct create_options *o, const char *const *members,
     }
   }
 
-  for (size_t i = 0; i < n; i++) {
-    /* Sparse zeros: every member reads as zeros, so no initial sync. */
-    r = io_truncate (files[i], 0);
-    if (r == 0)
-      r = io_truncate (files[i], member_size);
-    if (r < 0) {
-      log_error ("%s: cannot size to %" PRIu64 " bytes: %s", members[i],
-                 member_size, strerror (-r));
-      goto undo;
-    }
-    sb.dev_number = (uint32_t) i;
-    r = random_bytes (sb.device_uuid, 16);
-    if (r < 0) {
-      log_error ("%s: cannot get random bytes: %s", members[i],
-                 strerror (-r));
-      goto undo;
-    }
-    r = member_write_sb (files[i], &sb);
-    if (r < 0) {
-      log_error ("%s: cannot write the superblock: %s", members[i],
-                 strerror (-r));
-      goto undo;
-    }
-  }
-
-  if (bio) {
-    uint64_t chunks = bitmap_chunks (o->volume_bytes, chunk);
-    uint64_t bytes = bitmap_file_size (chunks);
-    uint8_t *buf = calloc (1, bytes);
-    if (!buf) {
-      r = -ENOMEM;
-      log_error ("%s: out of memory", o->bitmap);
-      goto undo;
-    }
-    struct bitmap_header h = {
-      .events = sb.events,
-      .events_cleared = sb.events,
-      .sync_size = sb.size,
-      .state = 0,
-      .chunksize = (uint32_t) chunk,
-      .daemon_sleep = o->daemon_sleep ? o->daemon_sleep
-        : BITMAP_DEFAULT_DAEMON_SLEEP,
-    };
-    memcpy (h.uuid, sb.set_uuid, 16);
-    bitmap_header_encode (&h, buf);
-    r = io_truncate (bio, 0);
-    if (r == 0)
-      r = io_pwrite_full (bio, buf, bytes, 0);
-    if (r == 0)
-      r = io_fdatasync (bio);
-    free (buf);
-    if (r < 0) {
-      log_error ("%s: cannot write the bitmap: %s", o->bitmap, strerror (-r));
-      goto undo;
-    }
-  }
+  r = create_array_on (o, files, n, bio);
+  if (r < 0)
+    goto undo;
   for (size_t i = 0; i < n; i++)
     io_close (files[i]);
   io_close (bio);

@@ -22,6 +22,15 @@ int create_check (const struct create_options *opts, size_t nmembers);
 int create_array (const struct create_options *opts,
                   const char *const *members, size_t nmembers);
 
+struct io_file;
+/* What create_array writes, onto open files: each of MEMBERS sized and
+ * given its superblock, BITMAP (NULL: none; OPTS->bitmap is not looked at)
+ * its header.  Returns 0, or a negative errno with a message naming the
+ * file (the files then half written, for the caller to remove). */
+int create_array_on (const struct create_options *opts,
+                     struct io_file *const *members, size_t nmembers,
+                     struct io_file *bitmap);
+
 /* A new, empty member for SLOT of the array LIKE belongs to (a replacement
  * for a lost member): the array's superblock with a fresh device uuid and
  * events 0, so that re-adding it copies everything.  0, or a negative

@@ -11,11 +11,11 @@
 
 #include "bitmap/bitmap_format.h"
 #include "core/array.h"
-#include "tests/io_mem.h"
+#include "core/create.h"
 #include "common/log.h"
 #include "core/member.h"
 #include "core/superblock.h"
-#include "tests/io_record.h"
+#include "tests/io_mem.h"
 
 #define VOL (16ull << 20)
 #define CHUNK (1ull << 20)
@@ -25,51 +25,25 @@ struct fixture {
   size_t n;
   struct io_file *mem[4];       /* the test's own handles on the buffers */
   struct io_file *bmem;
-  struct io_file *rec[4];       /* what the array got, while it lives */
-  struct io_file *rec_bm;
-  uint8_t uuid[16];
+  struct io_log *log;           /* with fx_log: the files' writes, syncs */
+  int log_m[4], log_bm;         /* their indices in it */
 };
 
+/* N members and a bitmap, as mdfusectl create makes them. */
 static void
 fx_create (struct fixture *fx, size_t n)
 {
   memset (fx, 0, sizeof *fx);
   fx->n = n;
-  for (int i = 0; i < 16; i++)
-    fx->uuid[i] = (uint8_t) (0xa0 + i);
-  struct md_sb sb;
-  memset (&sb, 0, sizeof sb);
-  memcpy (sb.set_uuid, fx->uuid, 16);
-  sb.level = 1;
-  sb.raid_disks = (uint32_t) n;
-  sb.max_dev = (uint32_t) n;
-  sb.size = VOL / 512;
-  sb.super_offset = sb_super_offset_for (sb_member_size_for (VOL));
-  sb.data_size = sb.super_offset;
-  sb.events = 1;
-  sb.resync_offset = SB_RESYNC_CLEAN;
-  for (uint32_t k = 0; k < n; k++)
-    sb.dev_roles[k] = (uint16_t) k;
   for (size_t i = 0; i < n; i++) {
     char name[8];
     snprintf (name, sizeof name, "m%zu", i);
     fx->mem[i] = io_mem_new (name);
-    ck_assert_int_eq (io_mem_truncate (fx->mem[i], sb_member_size_for (VOL)), 0);
-    sb.dev_number = (uint32_t) i;
-    sb.device_uuid[0] = (uint8_t) i;
-    ck_assert_int_eq (member_write_sb (fx->mem[i], &sb), 0);
   }
   fx->bmem = io_mem_new ("bm");
-  uint64_t bytes = bitmap_file_size (NCHUNKS);
-  ck_assert_int_eq (io_mem_truncate (fx->bmem, bytes), 0);
-  struct bitmap_header h = {
-    .events = 1, .events_cleared = 1, .sync_size = VOL / 512,
-    .chunksize = CHUNK, .daemon_sleep = 5,
-  };
-  memcpy (h.uuid, fx->uuid, 16);
-  uint8_t hdr[BITMAP_HEADER_SIZE];
-  bitmap_header_encode (&h, hdr);
-  ck_assert_int_eq (io_pwrite_full (fx->bmem, hdr, sizeof hdr, 0), 0);
+  struct create_options o = { .volume_bytes = VOL, .chunk = CHUNK,
+                              .daemon_sleep = 5 };
+  ck_assert_int_eq (create_array_on (&o, fx->mem, n, fx->bmem), 0);
 }
 
 static struct array *
@@ -77,16 +51,28 @@ fx_assemble (struct fixture *fx, const struct array_options *opts)
 {
   struct io_file *m[4];
   for (size_t i = 0; i < fx->n; i++)
-    m[i] = fx->rec[i] = io_record_wrap (io_mem_reopen (fx->mem[i]));
-  fx->rec_bm = io_record_wrap (io_mem_reopen (fx->bmem));
+    m[i] = io_mem_reopen (fx->mem[i]);
   struct array_options none = { 0 };
-  io_record_reset ();
-  return array_assemble (m, fx->n, fx->rec_bm, opts ? opts : &none);
+  if (fx->log)
+    io_log_reset (fx->log);
+  return array_assemble (m, fx->n, io_mem_reopen (fx->bmem),
+                         opts ? opts : &none);
+}
+
+/* Log the files' writes and syncs from now on (into fx->log). */
+static void
+fx_log (struct fixture *fx)
+{
+  fx->log = io_log_new (false);
+  for (size_t i = 0; i < fx->n; i++)
+    fx->log_m[i] = io_log_attach (fx->log, fx->mem[i]);
+  fx->log_bm = io_log_attach (fx->log, fx->bmem);
 }
 
 static void
 fx_free (struct fixture *fx)
 {
+  io_log_free (fx->log);
   for (size_t i = 0; i < fx->n; i++)
     io_close (fx->mem[i]);
   io_close (fx->bmem);
@@ -154,9 +140,10 @@ START_TEST (test_bit_durable_before_any_member_data_write)
 {
   struct fixture fx;
   fx_create (&fx, 2);
+  fx_log (&fx);
   struct array *a = fx_assemble (&fx, NULL);
   ck_assert_ptr_nonnull (a);
-  io_record_reset ();
+  io_log_reset (fx.log);
 
   /* Straddles chunks 3 and 4. */
   static uint8_t buf[8192];
@@ -167,17 +154,17 @@ START_TEST (test_bit_durable_before_any_member_data_write)
   /* Find the first data write to a member; before it there must be a
    * bitmap write covering both bits, then a bitmap fdatasync. */
   size_t first_data = SIZE_MAX, bits_written = SIZE_MAX, bits_synced = SIZE_MAX;
-  for (size_t i = 0; i < io_record_count (); i++) {
-    const struct record_entry *e = io_record_get (i);
-    bool member = e->file == fx.rec[0] || e->file == fx.rec[1];
-    if (member && e->op == REC_PWRITE && e->off < VOL) {
+  for (size_t i = 0; i < io_log_count (fx.log); i++) {
+    const struct io_log_entry *e = io_log_get (fx.log, i);
+    bool member = e->file == fx.log_m[0] || e->file == fx.log_m[1];
+    if (member && e->kind == IO_LOG_WRITE && e->off < VOL) {
       first_data = i;
       break;
     }
-    if (e->file == fx.rec_bm && e->op == REC_PWRITE
+    if (e->file == fx.log_bm && e->kind == IO_LOG_WRITE
         && e->off <= bitmap_bit_byte (3) && e->off + e->len > bitmap_bit_byte (4))
       bits_written = i;
-    if (e->file == fx.rec_bm && e->op == REC_FDATASYNC && bits_written != SIZE_MAX)
+    if (e->file == fx.log_bm && e->kind == IO_LOG_SYNC && bits_written != SIZE_MAX)
       bits_synced = i;
   }
   ck_assert_uint_ne (first_data, SIZE_MAX);
@@ -495,10 +482,8 @@ END_TEST
 
 START_TEST (test_refused_mount_writes_nothing)
 {
-  struct fixture fx, other;
+  struct fixture fx;
   fx_create (&fx, 2);
-  fx_create (&other, 2);
-  other.uuid[0] ^= 1;
   /* Give fx the bitmap of an array with another uuid. */
   struct bitmap_header h = disk_header (&fx);
   h.uuid[0] ^= 1;
@@ -512,7 +497,6 @@ START_TEST (test_refused_mount_writes_nothing)
   ck_assert_uint_eq (io_mem_stats (fx.mem[0])->pwrites, w0);
   ck_assert_uint_eq (io_mem_stats (fx.bmem)->pwrites, wb);
   fx_free (&fx);
-  fx_free (&other);
 }
 END_TEST
 
@@ -575,9 +559,9 @@ START_TEST (test_degraded_mount_resync_keeps_the_missing_members_bits)
   /* Mount m0 and m1 only. */
   struct io_file *m[2];
   for (size_t i = 0; i < 2; i++)
-    m[i] = io_record_wrap (io_mem_reopen (fx.mem[i]));
+    m[i] = io_mem_reopen (fx.mem[i]);
   struct array_options o = { .degraded = true };
-  struct array *a = array_assemble (m, 2, io_record_wrap (io_mem_reopen (fx.bmem)), &o);
+  struct array *a = array_assemble (m, 2, io_mem_reopen (fx.bmem), &o);
   ck_assert_ptr_nonnull (a);
   struct array_resync_stats st;
   ck_assert_int_eq (array_resync (a, &st), 0);

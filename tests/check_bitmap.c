@@ -50,145 +50,29 @@ header_for (uint64_t volume, uint64_t chunk)
   return h;
 }
 
-/* ================= the test backend =================
- * Forwards to an io_mem file; logs every pwrite (with a copy of its data)
- * and fdatasync, and test markers, in one order; keeps the image that the
- * last fdatasync made durable; can delay fdatasync. */
+/* ================= the test's file =================
+ * In memory, attached to a log that keeps every pwrite (with its data),
+ * fdatasync and test marker in one order; io_mem keeps the image the last
+ * fdatasync made durable and can delay fdatasync.  One file per test. */
 
-enum rec_op { OP_PWRITE, OP_SYNC, OP_MARK };
+static struct io_log *tlog;
 
-struct rec_entry {
-  enum rec_op op;
-  uint64_t off, len;
-  uint8_t *data;                /* OP_PWRITE: what was written */
-};
-
-struct rec {
-  struct io_file *mem;
-  unsigned sync_delay_ms;
-  pthread_mutex_t lock;
-  struct rec_entry log[4096];
-  size_t n;
-  uint8_t *durable;             /* the file as of the last fdatasync */
-  size_t durable_len;
-  unsigned long pwrites;
-};
-
-static void
-rec_log (struct rec *r, enum rec_op op, uint64_t off, uint64_t len,
-         const void *data)
-{
-  pthread_mutex_lock (&r->lock);
-  ck_assert_uint_lt (r->n, sizeof r->log / sizeof r->log[0]);
-  struct rec_entry *e = &r->log[r->n++];
-  e->op = op;
-  e->off = off;
-  e->len = len;
-  e->data = NULL;
-  if (data) {
-    e->data = malloc (len);
-    memcpy (e->data, data, len);
-  }
-  pthread_mutex_unlock (&r->lock);
-}
-
-static void
-rec_reset_log (struct rec *r)
-{
-  pthread_mutex_lock (&r->lock);
-  for (size_t i = 0; i < r->n; i++)
-    free (r->log[i].data);
-  r->n = 0;
-  pthread_mutex_unlock (&r->lock);
-}
-
-static ssize_t
-rec_pread (struct io_file *f, void *buf, size_t len, uint64_t off)
-{
-  struct rec *r = f->priv;
-  return r->mem->ops->pread (r->mem, buf, len, off);
-}
-
-static ssize_t
-rec_pwrite (struct io_file *f, const void *buf, size_t len, uint64_t off)
-{
-  struct rec *r = f->priv;
-  ssize_t n = r->mem->ops->pwrite (r->mem, buf, len, off);
-  if (n > 0) {
-    rec_log (r, OP_PWRITE, off, (uint64_t) n, buf);
-    pthread_mutex_lock (&r->lock);
-    r->pwrites++;
-    pthread_mutex_unlock (&r->lock);
-  }
-  return n;
-}
-
-static int
-rec_fdatasync (struct io_file *f)
-{
-  struct rec *r = f->priv;
-  if (r->sync_delay_ms)
-    sleep_ms (r->sync_delay_ms);
-  int e = r->mem->ops->fdatasync (r->mem);
-  if (e == 0) {
-    pthread_mutex_lock (&r->lock);
-    size_t len;
-    unsigned char *d = io_mem_data (r->mem, &len);
-    free (r->durable);
-    r->durable = malloc (len ? len : 1);
-    memcpy (r->durable, d, len);
-    r->durable_len = len;
-    pthread_mutex_unlock (&r->lock);
-    rec_log (r, OP_SYNC, 0, 0, NULL);
-  }
-  return e;
-}
-
-static int64_t
-rec_size (struct io_file *f)
-{
-  struct rec *r = f->priv;
-  return r->mem->ops->size (r->mem);
-}
-
-static void
-rec_close (struct io_file *f)
-{
-  struct rec *r = f->priv;
-  rec_reset_log (r);
-  io_close (r->mem);
-  free (r->durable);
-  pthread_mutex_destroy (&r->lock);
-  free (r);
-  free (f->name);
-  free (f);
-}
-
-static const struct io_ops rec_ops = {
-  .pread = rec_pread,
-  .pwrite = rec_pwrite,
-  .fdatasync = rec_fdatasync,
-  .size = rec_size,
-  .close = rec_close,
-};
-
+/* A new file NAME holding IMAGE (SIZE bytes; no call counted), logged
+ * from then on. */
 static struct io_file *
-rec_new (const char *name)
+logged_new (const char *name, const void *image, size_t size)
 {
-  struct rec *r = calloc (1, sizeof *r);
-  pthread_mutex_init (&r->lock, NULL);
-  r->mem = io_mem_new (name);
-  struct io_file *f = calloc (1, sizeof *f);
-  f->ops = &rec_ops;
-  f->name = strdup (name);
-  f->priv = r;
-  return f;
-}
-
-static struct rec *
-R (struct io_file *f)
-{
-  return f->priv;
+  struct io_file *io = io_mem_new (name);
+  ck_assert_ptr_nonnull (io);
+  if (size) {
+    ck_assert_int_eq (io_mem_truncate (io, size), 0);
+    size_t len;
+    memcpy (io_mem_data (io, &len), image, size);
+  }
+  ck_assert_ptr_null (tlog);
+  tlog = io_log_new (true);
+  io_log_attach (tlog, io);
+  return io;
 }
 
 /* Whether chunk C's bit is set in the file now / as last made durable. */
@@ -196,7 +80,7 @@ static bool
 file_bit (struct io_file *f, uint64_t c)
 {
   size_t len;
-  unsigned char *d = io_mem_data (R (f)->mem, &len);
+  unsigned char *d = io_mem_data (f, &len);
   ck_assert_uint_lt (bitmap_bit_byte (c), len);
   return (d[bitmap_bit_byte (c)] & bitmap_bit_mask (c)) != 0;
 }
@@ -204,18 +88,24 @@ file_bit (struct io_file *f, uint64_t c)
 static bool
 durable_bit (struct io_file *f, uint64_t c)
 {
-  struct rec *r = R (f);
-  pthread_mutex_lock (&r->lock);
-  bool set = r->durable && bitmap_bit_byte (c) < r->durable_len
-    && (r->durable[bitmap_bit_byte (c)] & bitmap_bit_mask (c));
-  pthread_mutex_unlock (&r->lock);
-  return set;
+  uint8_t byte;
+  return io_mem_durable_read (f, &byte, 1, bitmap_bit_byte (c)) == 1
+    && (byte & bitmap_bit_mask (c));
 }
 
 static unsigned long
 mem_syncs (struct io_file *f)
 {
-  return io_mem_stats (R (f)->mem)->syncs;
+  return io_mem_stats_now (f).syncs;
+}
+
+static const uint8_t *
+durable (struct io_file *f, size_t *len)
+{
+  size_t l;
+  const uint8_t *d = io_mem_durable (f, len ? len : &l);
+  ck_assert_ptr_nonnull (d);
+  return d;
 }
 
 /* A bitmap for a volume of VOLUME bytes with chunk CHUNK over a fresh
@@ -223,14 +113,11 @@ mem_syncs (struct io_file *f)
 static struct bitmap *
 bm_make (struct io_file **iop, uint64_t volume, uint64_t chunk)
 {
-  struct io_file *io = rec_new ("test.bitmap");
   struct bitmap_header h = header_for (volume, chunk);
   uint64_t size = bitmap_file_size (bitmap_chunks (volume, chunk));
   uint8_t *buf = calloc (1, size);
   bitmap_header_encode (&h, buf);
-  ck_assert_int_eq (io_mem_truncate (R (io)->mem, size), 0);
-  size_t len;
-  memcpy (io_mem_data (R (io)->mem, &len), buf, size);
+  struct io_file *io = logged_new ("test.bitmap", buf, size);
   struct bitmap *bm = bitmap_new (io, &h, buf, volume);
   ck_assert_ptr_nonnull (bm);
   *iop = io;
@@ -242,6 +129,8 @@ bm_done (struct bitmap *bm, struct io_file *io)
 {
   bitmap_free (bm);
   io_close (io);
+  io_log_free (tlog);
+  tlog = NULL;
 }
 
 /* ================= header format ================= */
@@ -446,7 +335,7 @@ START_TEST (test_a_write_to_chunk_i_sets_exactly_bit_i_of_the_file)
     uint64_t c = chunks[i];
     ck_assert_int_eq (bitmap_start_write (bm, c * 4096, 4096), 0);
     size_t len;
-    unsigned char *d = io_mem_data (R (io)->mem, &len);
+    unsigned char *d = io_mem_data (io, &len);
     for (size_t b = BITMAP_HEADER_SIZE; b < len; b++) {
       uint8_t want = b == 256 + c / 8 ? (uint8_t) (1u << (c % 8)) : 0;
       ck_assert_msg (d[b] == want, "chunk %llu: byte %zu is 0x%02x",
@@ -569,20 +458,19 @@ START_TEST (test_write_straddling_a_chunk_boundary_sets_both_bits_durably)
   ck_assert_int_eq (bitmap_start_write (bm, 3 * C64K - 512, 1024), 0);
   /* Exactly bits 2 and 3, in the file... */
   size_t len;
-  unsigned char *d = io_mem_data (R (io)->mem, &len);
+  unsigned char *d = io_mem_data (io, &len);
   ck_assert_uint_eq (d[256], 0x0c);
   ck_assert_uint_eq (d[257], 0x00);
   /* ... and synced after they were written. */
   ck_assert_uint_gt (mem_syncs (io), syncs);
   ck_assert (durable_bit (io, 2));
   ck_assert (durable_bit (io, 3));
-  struct rec *r = R (io);
   size_t last_write = SIZE_MAX, last_sync = SIZE_MAX;
-  for (size_t i = 0; i < r->n; i++) {
-    if (r->log[i].op == OP_PWRITE && r->log[i].off <= 256
-        && r->log[i].off + r->log[i].len > 256)
+  for (size_t i = 0; i < io_log_count (tlog); i++) {
+    const struct io_log_entry *e = io_log_get (tlog, i);
+    if (e->kind == IO_LOG_WRITE && e->off <= 256 && e->off + e->len > 256)
       last_write = i;
-    if (r->log[i].op == OP_SYNC)
+    if (e->kind == IO_LOG_SYNC)
       last_sync = i;
   }
   ck_assert_uint_ne (last_write, SIZE_MAX);
@@ -627,7 +515,7 @@ START_TEST (test_write_covering_the_last_partial_chunk_sets_only_the_last_bit)
   ck_assert_uint_eq (bitmap_nchunks (bm), 11);
   ck_assert_int_eq (bitmap_start_write (bm, 10 * C64K, 16 << 10), 0);
   size_t len;
-  unsigned char *d = io_mem_data (R (io)->mem, &len);
+  unsigned char *d = io_mem_data (io, &len);
   ck_assert_uint_eq (d[256], 0x00);
   ck_assert_uint_eq (d[257], 0x04);     /* bit 10 only; no padding bit */
   for (size_t b = 258; b < len; b++)
@@ -651,11 +539,11 @@ START_TEST (test_write_to_a_durable_bit_needs_no_flush)
   struct bitmap *bm = bm_make (&io, 16 * C64K, C64K);
   ck_assert_int_eq (bitmap_start_write (bm, 5 * C64K, 4096), 0);
   bitmap_end_write (bm, 5 * C64K, 4096);
-  unsigned long syncs = mem_syncs (io), pw = R (io)->pwrites;
+  unsigned long syncs = mem_syncs (io), pw = io_mem_stats_now (io).pwrites;
   uint64_t flushes = bitmap_flush_count (bm);
   ck_assert_int_eq (bitmap_start_write (bm, 5 * C64K + 8192, 4096), 0);
   ck_assert_uint_eq (mem_syncs (io), syncs);
-  ck_assert_uint_eq (R (io)->pwrites, pw);
+  ck_assert_uint_eq (io_mem_stats_now (io).pwrites, pw);
   ck_assert_uint_eq (bitmap_flush_count (bm), flushes);
   bitmap_end_write (bm, 5 * C64K + 8192, 4096);
   bm_done (bm, io);
@@ -683,15 +571,13 @@ START_TEST (test_writer_finding_its_bit_set_but_not_durable_waits_for_the_flush)
 {
   struct io_file *io;
   struct bitmap *bm = bm_make (&io, 16 * C64K, C64K);
-  R (io)->sync_delay_ms = 250;
+  io_mem_stats (io)->sync_delay_ms = 250;
   struct writer_arg a = { bm, 1 * C64K, 4096, NULL, -1 };
   pthread_t t;
   ck_assert_int_eq (pthread_create (&t, NULL, writer, &a), 0);
   /* Wait until the first writer's page is written but not yet synced. */
   for (int i = 0; i < 1000; i++) {
-    pthread_mutex_lock (&R (io)->lock);
-    unsigned long pw = R (io)->pwrites;
-    pthread_mutex_unlock (&R (io)->lock);
+    unsigned long pw = io_mem_stats_now (io).pwrites;
     if (pw > 0)
       break;
     sleep_ms (1);
@@ -713,7 +599,7 @@ START_TEST (test_concurrent_writers_share_flushes)
 {
   struct io_file *io;
   struct bitmap *bm = bm_make (&io, 64 * C64K, C64K);
-  R (io)->sync_delay_ms = 20;
+  io_mem_stats (io)->sync_delay_ms = 20;
   enum { N = 8 };
   pthread_barrier_t barrier;
   pthread_barrier_init (&barrier, NULL, N);
@@ -749,12 +635,12 @@ START_TEST (test_failed_bitmap_write_fails_the_write_and_sticks)
   struct io_file *io;
   struct bitmap *bm = bm_make (&io, 16 * C64K, C64K);
   ck_assert_int_eq (bitmap_failed (bm), 0);
-  io_mem_stats (R (io)->mem)->fail_pwrite = -EIO;
+  io_mem_stats (io)->fail_pwrite = -EIO;
   ck_assert_int_eq (bitmap_start_write (bm, 2 * C64K, 4096), -EIO);
   bitmap_end_write (bm, 2 * C64K, 4096);
   ck_assert_int_eq (bitmap_failed (bm), -EIO);
   /* The bitmap is abandoned: later writes are told so too. */
-  io_mem_stats (R (io)->mem)->fail_pwrite = 0;
+  io_mem_stats (io)->fail_pwrite = 0;
   ck_assert_int_eq (bitmap_start_write (bm, 6 * C64K, 4096), -EIO);
   bitmap_end_write (bm, 6 * C64K, 4096);
   ck_assert_int_eq (bitmap_failed (bm), -EIO);
@@ -766,7 +652,7 @@ START_TEST (test_failed_bitmap_sync_fails_the_write)
 {
   struct io_file *io;
   struct bitmap *bm = bm_make (&io, 16 * C64K, C64K);
-  io_mem_stats (R (io)->mem)->fail_fdatasync = -EIO;
+  io_mem_stats (io)->fail_fdatasync = -EIO;
   ck_assert_int_eq (bitmap_start_write (bm, 2 * C64K, 4096), -EIO);
   bitmap_end_write (bm, 2 * C64K, 4096);
   ck_assert_int_eq (bitmap_failed (bm), -EIO);
@@ -793,10 +679,8 @@ sync_members_probe (void *p)
   s->calls++;
   s->bit_set_in_memory = bitmap_test (s->bm, s->chunk);
   s->bit_set_in_file = file_bit (s->io, s->chunk);
-  pthread_mutex_lock (&R (s->io)->lock);
-  s->log_pos = R (s->io)->n;
-  pthread_mutex_unlock (&R (s->io)->lock);
-  rec_log (R (s->io), OP_MARK, 0, 0, NULL);
+  s->log_pos = io_log_count (tlog);
+  io_log_mark (tlog, 0, 0, 0, NULL);
   return s->result;
 }
 
@@ -907,20 +791,20 @@ START_TEST (test_clear_pass_makes_events_cleared_durable_before_the_cleared_page
   ck_assert_int_eq (bitmap_start_write (bm, 3 * C64K, 4096), 0);
   bitmap_end_write (bm, 3 * C64K, 4096);
   ck_assert_int_eq (bitmap_clear_pass (bm, sync_ok, NULL), 0);
-  rec_reset_log (R (io));
+  io_log_reset (tlog);
   ck_assert_int_eq (bitmap_clear_pass (bm, sync_ok, NULL), 1);
 
-  struct rec *r = R (io);
   size_t hdr = SIZE_MAX, hdr_sync = SIZE_MAX, page = SIZE_MAX;
   uint64_t bit = bitmap_bit_byte (3);
-  for (size_t i = 0; i < r->n; i++) {
-    struct rec_entry *e = &r->log[i];
-    if (e->op == OP_PWRITE && e->off == 0 && e->len >= 256
+  size_t n = io_log_count (tlog);
+  for (size_t i = 0; i < n; i++) {
+    const struct io_log_entry *e = io_log_get (tlog, i);
+    if (e->kind == IO_LOG_WRITE && e->off == 0 && e->len >= 256
         && hdr == SIZE_MAX && get64 (e->data, 32) == 42)
       hdr = i;
-    if (e->op == OP_SYNC && hdr != SIZE_MAX && hdr_sync == SIZE_MAX)
+    if (e->kind == IO_LOG_SYNC && hdr != SIZE_MAX && hdr_sync == SIZE_MAX)
       hdr_sync = i;
-    if (e->op == OP_PWRITE && e->off <= bit && e->off + e->len > bit
+    if (e->kind == IO_LOG_WRITE && e->off <= bit && e->off + e->len > bit
         && !(e->data[bit - e->off] & bitmap_bit_mask (3)) && page == SIZE_MAX)
       page = i;
   }
@@ -931,13 +815,13 @@ START_TEST (test_clear_pass_makes_events_cleared_durable_before_the_cleared_page
                  "header write #%zu, its sync #%zu, cleared page #%zu",
                  hdr, hdr_sync, page);
   /* The cleared page was synced too. */
-  ck_assert_uint_eq (r->log[r->n - 1].op, OP_SYNC);
+  ck_assert_uint_eq (io_log_get (tlog, n - 1)->kind, IO_LOG_SYNC);
   ck_assert (!durable_bit (io, 3));
-  ck_assert_uint_eq (get64 (r->durable, 32), 42);
-  ck_assert_uint_eq (get64 (r->durable, 24), 42);
+  ck_assert_uint_eq (get64 (durable (io, NULL), 32), 42);
+  ck_assert_uint_eq (get64 (durable (io, NULL), 24), 42);
   struct bitmap_header h;
   char why[160] = "";
-  ck_assert_msg (bitmap_header_decode (r->durable, &h, why, sizeof why)
+  ck_assert_msg (bitmap_header_decode (durable (io, NULL), &h, why, sizeof why)
                  == BITMAP_HEADER_OK, "%s", why);
   ck_assert_uint_eq (h.events_cleared, 42);
   bm_done (bm, io);
@@ -951,16 +835,15 @@ START_TEST (test_members_are_synced_before_anything_is_cleared)
   ck_assert_int_eq (bitmap_start_write (bm, 3 * C64K, 4096), 0);
   bitmap_end_write (bm, 3 * C64K, 4096);
   ck_assert_int_eq (bitmap_clear_pass (bm, sync_ok, NULL), 0);
-  rec_reset_log (R (io));
+  io_log_reset (tlog);
   struct sync_probe s = { bm, io, 3, 0, 0, false, false, 0 };
   ck_assert_int_eq (bitmap_clear_pass (bm, sync_members_probe, &s), 1);
   ck_assert_int_eq (s.calls, 1);
   ck_assert (s.bit_set_in_memory);
   ck_assert (s.bit_set_in_file);
   ck_assert_uint_eq (s.log_pos, 0);     /* nothing written before it */
-  struct rec *r = R (io);
-  ck_assert_uint_gt (r->n, 1);
-  ck_assert_uint_eq (r->log[0].op, OP_MARK);
+  ck_assert_uint_gt (io_log_count (tlog), 1);
+  ck_assert_uint_eq (io_log_get (tlog, 0)->kind, IO_LOG_MARK);
   ck_assert (!bitmap_test (bm, 3));
   bm_done (bm, io);
 }
@@ -973,7 +856,7 @@ START_TEST (test_failing_member_sync_clears_nothing)
   ck_assert_int_eq (bitmap_start_write (bm, 3 * C64K, 4096), 0);
   bitmap_end_write (bm, 3 * C64K, 4096);
   ck_assert_int_eq (bitmap_clear_pass (bm, sync_ok, NULL), 0);
-  rec_reset_log (R (io));
+  io_log_reset (tlog);
   unsigned long syncs = mem_syncs (io);
   struct sync_probe s = { bm, io, 3, 0, -EIO, false, false, 0 };
   ck_assert_int_eq (bitmap_clear_pass (bm, sync_members_probe, &s), -EIO);
@@ -983,15 +866,15 @@ START_TEST (test_failing_member_sync_clears_nothing)
   ck_assert (durable_bit (io, 3));
   ck_assert_uint_eq (bitmap_dirty_count (bm), 1);
   ck_assert_uint_eq (mem_syncs (io), syncs);
-  struct rec *r = R (io);
-  for (size_t i = 0; i < r->n; i++)
-    ck_assert_msg (r->log[i].op != OP_PWRITE, "a write after a failed sync");
+  for (size_t i = 0; i < io_log_count (tlog); i++)
+    ck_assert_msg (io_log_get (tlog, i)->kind != IO_LOG_WRITE,
+                   "a write after a failed sync");
   /* events_cleared untouched, in memory and on disk. */
   struct bitmap_header h;
   bitmap_get_header (bm, &h);
   ck_assert_uint_eq (h.events_cleared, 7);
   size_t len;
-  ck_assert_uint_eq (get64 (io_mem_data (r->mem, &len), 32), 7);
+  ck_assert_uint_eq (get64 (io_mem_data (io, &len), 32), 7);
   bm_done (bm, io);
 }
 END_TEST
@@ -1025,10 +908,10 @@ START_TEST (test_failed_bitmap_clears_nothing)
   struct bitmap *bm = bm_make (&io, 16 * C64K, C64K);
   ck_assert_int_eq (bitmap_start_write (bm, 3 * C64K, 4096), 0);
   bitmap_end_write (bm, 3 * C64K, 4096);
-  io_mem_stats (R (io)->mem)->fail_pwrite = -EIO;
+  io_mem_stats (io)->fail_pwrite = -EIO;
   ck_assert_int_eq (bitmap_start_write (bm, 4 * C64K, 4096), -EIO);
   bitmap_end_write (bm, 4 * C64K, 4096);
-  io_mem_stats (R (io)->mem)->fail_pwrite = 0;
+  io_mem_stats (io)->fail_pwrite = 0;
   for (int i = 0; i < 3; i++)
     ck_assert_int_lt (bitmap_clear_pass (bm, sync_ok, NULL), 0);
   ck_assert (bitmap_test (bm, 3));
@@ -1048,12 +931,13 @@ START_TEST (test_set_all_sets_every_chunk_durably_and_no_padding)
   ck_assert_int_eq (bitmap_set_all (bm), 0);
   ck_assert_uint_gt (mem_syncs (io), syncs);
   ck_assert_uint_eq (bitmap_dirty_count (bm), 11);
-  struct rec *r = R (io);
-  ck_assert_uint_eq (r->durable[256], 0xff);
-  ck_assert_uint_eq (r->durable[257], 0x07);
-  for (size_t b = 258; b < r->durable_len; b++)
-    ck_assert_uint_eq (r->durable[b], 0);
-  ck_assert_uint_eq (bitmap_count_dirty (r->durable, 11), 11);
+  size_t dlen;
+  const uint8_t *d = durable (io, &dlen);
+  ck_assert_uint_eq (d[256], 0xff);
+  ck_assert_uint_eq (d[257], 0x07);
+  for (size_t b = 258; b < dlen; b++)
+    ck_assert_uint_eq (d[b], 0);
+  ck_assert_uint_eq (bitmap_count_dirty (d, 11), 11);
   for (uint64_t c = 0; c < 11; c++)
     ck_assert (bitmap_test (bm, c));
   ck_assert (!bitmap_test (bm, 11));
@@ -1084,7 +968,7 @@ START_TEST (test_clear_range_clears_idle_chunks_durably_and_keeps_busy_ones)
   ck_assert (!bitmap_test (bm, 10));
   ck_assert (!durable_bit (io, 10));
   ck_assert_uint_eq (bitmap_dirty_count (bm), 5);
-  ck_assert_uint_eq (bitmap_count_dirty (R (io)->durable, 11), 5);
+  ck_assert_uint_eq (bitmap_count_dirty (durable (io, NULL), 11), 5);
   bm_done (bm, io);
 }
 END_TEST
@@ -1132,7 +1016,7 @@ START_TEST (test_loaded_bits_count_and_padding_bits_are_dropped)
   memset (buf + 256, 0xff, size - 256);
   buf[256] = 0x04;
   buf[257] = 0xf8;                      /* chunks 8..10 clean, 11..15 padding */
-  struct io_file *io = rec_new ("loaded.bitmap");
+  struct io_file *io = logged_new ("loaded.bitmap", NULL, 0);
   struct bitmap *bm = bitmap_new (io, &h, buf, vol);
   ck_assert_ptr_nonnull (bm);
   ck_assert_uint_eq (bitmap_nchunks (bm), 11);
@@ -1144,10 +1028,10 @@ START_TEST (test_loaded_bits_count_and_padding_bits_are_dropped)
   ck_assert_uint_eq (bitmap_next_dirty (bm, 3), 11);
   ck_assert_str_eq (bitmap_name (bm), "loaded.bitmap");
   /* set_all then writes no padding bit. */
-  ck_assert_int_eq (io_mem_truncate (R (io)->mem, size), 0);
+  ck_assert_int_eq (io_mem_truncate (io, size), 0);
   ck_assert_int_eq (bitmap_set_all (bm), 0);
-  ck_assert_uint_eq (R (io)->durable[257], 0x07);
-  ck_assert_uint_eq (R (io)->durable[258], 0x00);
+  ck_assert_uint_eq (durable (io, NULL)[257], 0x07);
+  ck_assert_uint_eq (durable (io, NULL)[258], 0x00);
   bm_done (bm, io);
 }
 END_TEST
@@ -1162,14 +1046,14 @@ START_TEST (test_write_header_makes_the_header_durable)
   ck_assert_int_eq (bitmap_write_header (bm), 0);
   struct bitmap_header h;
   char why[160] = "";
-  ck_assert_msg (bitmap_header_decode (R (io)->durable, &h, why, sizeof why)
+  ck_assert_msg (bitmap_header_decode (durable (io, NULL), &h, why, sizeof why)
                  == BITMAP_HEADER_OK, "%s", why);
   ck_assert_uint_eq (h.events, 77);
   ck_assert_uint_eq (h.events_cleared, 70);
   ck_assert_uint_eq (h.state, BITMAP_STATE_STALE);
   bitmap_set_stale (bm, false);
   ck_assert_int_eq (bitmap_write_header (bm), 0);
-  ck_assert_int_eq (bitmap_header_decode (R (io)->durable, &h, why, sizeof why),
+  ck_assert_int_eq (bitmap_header_decode (durable (io, NULL), &h, why, sizeof why),
                     BITMAP_HEADER_OK);
   ck_assert_uint_eq (h.state, 0);
   bm_done (bm, io);

@@ -1,8 +1,8 @@
 /* Power-loss simulation of the real array code (SPEC §4-5).
  *
  * A seeded workload (random and overlapping writes, fsyncs, clearing
- * passes, a crash and its resync, a clean unmount) runs over io_sim files
- * that log every pwrite and fdatasync.  Then, at every I/O boundary of that
+ * passes, a crash and its resync, a clean unmount) runs over in-memory
+ * files whose log keeps every pwrite and fdatasync.  Then, at every I/O boundary of that
  * log, the disk is rebuilt as a power loss would leave it -- the durable
  * state plus all, none, or (sampled) a random subset of the unsynced
  * writes, some torn at 4 KiB -- and each such crash state is checked:
@@ -28,11 +28,11 @@
 
 #include "bitmap/bitmap_format.h"
 #include "core/array.h"
-#include "tests/io_mem.h"
+#include "core/create.h"
 #include "common/log.h"
 #include "core/member.h"
 #include "core/superblock.h"
-#include "tests/io_sim.h"
+#include "tests/io_mem.h"
 
 #define VOL (512ull << 10)
 #define CHUNK (32ull << 10)
@@ -97,9 +97,9 @@ model_free (struct model *m)
 }
 
 static void
-model_apply (struct model *m, const struct sim_op *op)
+model_apply (struct model *m, const struct io_log_entry *op)
 {
-  if (op->kind != SIM_MARK)
+  if (op->kind != IO_LOG_MARK)
     return;
   switch (op->mark) {
   case MARK_WRITE:
@@ -133,41 +133,46 @@ model_allows (const struct model *m, size_t b, const uint8_t *data)
 static const char *const names[] = { "m0", "m1", "m2", "m3" };
 static int nmembers;            /* files 0..nmembers-1; the bitmap is last */
 
+/* The images of a new array, as mdfusectl create makes it. */
 static void
 initial_images (uint8_t **img, size_t *len)
 {
-  struct md_sb sb;
-  memset (&sb, 0, sizeof sb);
-  for (int i = 0; i < 16; i++)
-    sb.set_uuid[i] = (uint8_t) (0x11 * i);
-  sb.level = 1;
-  sb.raid_disks = sb.max_dev = (uint32_t) nmembers;
-  sb.size = VOL / 512;
-  sb.super_offset = sb_super_offset_for (sb_member_size_for (VOL));
-  sb.data_size = sb.super_offset;
-  sb.events = 1;
-  sb.resync_offset = SB_RESYNC_CLEAN;
-  for (int k = 0; k < nmembers; k++)
-    sb.dev_roles[k] = (uint16_t) k;
-  for (int i = 0; i < nmembers; i++) {
-    struct io_file *f = io_mem_new (names[i]);
-    io_mem_truncate (f, sb_member_size_for (VOL));
-    sb.dev_number = (uint32_t) i;
-    ck_assert_int_eq (member_write_sb (f, &sb), 0);
+  struct io_file *f[MAXM + 1];
+  for (int i = 0; i <= nmembers; i++)
+    f[i] = io_mem_new (i < nmembers ? names[i] : "bm");
+  struct create_options o = { .volume_bytes = VOL, .chunk = CHUNK,
+                              .daemon_sleep = 5 };
+  ck_assert_int_eq (create_array_on (&o, f, (size_t) nmembers, f[nmembers]),
+                    0);
+  for (int i = 0; i <= nmembers; i++) {
     size_t l;
-    uint8_t *d = io_mem_data (f, &l);
+    uint8_t *d = io_mem_data (f[i], &l);
     img[i] = malloc (l);
     memcpy (img[i], d, l);
     len[i] = l;
-    io_close (f);
+    io_close (f[i]);
   }
-  struct bitmap_header h = { .events = 1, .events_cleared = 1,
-                             .sync_size = VOL / 512, .chunksize = CHUNK,
-                             .daemon_sleep = 5 };
-  memcpy (h.uuid, sb.set_uuid, 16);
-  len[nmembers] = bitmap_file_size (NCHUNKS);
-  img[nmembers] = calloc (1, len[nmembers]);
-  bitmap_header_encode (&h, img[nmembers]);
+}
+
+/* In-memory files holding IMG (FILES[0..nmembers]), attached in that order
+ * to a new log that keeps data. */
+static struct io_log *
+logged_files (uint8_t *const *img, const size_t *len, struct io_file **files)
+{
+  struct io_log *log = io_log_new (true);
+  for (int i = 0; i <= nmembers; i++) {
+    files[i] = io_mem_new (i < nmembers ? names[i] : "bm");
+    ck_assert_int_eq (io_pwrite_full (files[i], img[i], len[i], 0), 0);
+    ck_assert_int_eq (io_log_attach (log, files[i]), i);
+  }
+  return log;
+}
+
+static void
+close_files (struct io_file **files)
+{
+  for (int i = 0; i <= nmembers; i++)
+    io_close (files[i]);
 }
 
 static struct array *
@@ -180,13 +185,14 @@ assemble_on (struct io_file **files)
 /* ---- the workload ---- */
 
 static void
-workload (struct sim_world *w, uint64_t seed, int mounts, int ops_per_mount)
+workload (struct io_log *w, struct io_file **files, uint64_t seed, int mounts,
+          int ops_per_mount)
 {
   static uint8_t buf[12 * SIM_BLOCK];
   for (int mount = 0; mount < mounts; mount++) {
     struct io_file *f[MAXM + 1];
     for (int i = 0; i <= nmembers; i++)
-      f[i] = sim_open (w, i);
+      f[i] = io_mem_reopen (files[i]);
     struct array *a = assemble_on (f);
     ck_assert_ptr_nonnull (a);
     struct array_resync_stats st;
@@ -202,14 +208,14 @@ workload (struct sim_world *w, uint64_t seed, int mounts, int ops_per_mount)
           uint64_t v = sim_rand (&seed);
           memcpy (buf + i, &v, 8);
         }
-        sim_mark (w, MARK_WRITE, blk * SIM_BLOCK, nb * SIM_BLOCK, buf);
+        io_log_mark (w, MARK_WRITE, blk * SIM_BLOCK, nb * SIM_BLOCK, buf);
         ck_assert_int_eq (array_write (a, buf, nb * SIM_BLOCK, blk * SIM_BLOCK),
                           (ssize_t) (nb * SIM_BLOCK));
       }
       else if (r < 82) {
-        sim_mark (w, MARK_FLUSH_START, 0, 0, NULL);
+        io_log_mark (w, MARK_FLUSH_START, 0, 0, NULL);
         ck_assert_int_eq (array_flush (a), 0);
-        sim_mark (w, MARK_FLUSH_DONE, 0, 0, NULL);
+        io_log_mark (w, MARK_FLUSH_DONE, 0, 0, NULL);
       }
       else
         array_clear_pass (a);
@@ -307,15 +313,10 @@ static void
 second_crash (const struct model *m, uint8_t **img, size_t *len,
               uint64_t *seed)
 {
-  const char *fnames[MAXM + 1];
-  for (int i = 0; i < nmembers; i++)
-    fnames[i] = names[i];
-  fnames[nmembers] = "bm";
-  struct sim_world w;
-  sim_init (&w, nmembers + 1, fnames, img, len);
-  struct io_file *f[MAXM + 1];
+  struct io_file *files[MAXM + 1], *f[MAXM + 1];
+  struct io_log *w = logged_files (img, len, files);
   for (int i = 0; i <= nmembers; i++)
-    f[i] = sim_open (&w, i);
+    f[i] = io_mem_reopen (files[i]);
   struct array *a = assemble_on (f);
   ck_assert_ptr_nonnull (a);
   struct array_resync_stats st;
@@ -323,8 +324,8 @@ second_crash (const struct model *m, uint8_t **img, size_t *len,
   ck_assert_int_eq (array_close (a, true), 0);
 
   struct sim_replay r;
-  sim_replay_init (&r, &w);
-  const struct sim_op *op;
+  sim_replay_init (&r, w);
+  const struct io_log_entry *op;
   while ((op = sim_replay_step (&r)) != NULL) {
     for (int keep = 0; keep < 3; keep++) {
       uint8_t *img2[MAXM + 1];
@@ -336,7 +337,8 @@ second_crash (const struct model *m, uint8_t **img, size_t *len,
     }
   }
   sim_replay_free (&r);
-  sim_free (&w);
+  io_log_free (w);
+  close_files (files);
 }
 
 static void
@@ -347,25 +349,21 @@ run_crash_simulation (int members, uint64_t seed, int mounts, int ops,
   uint8_t *img[MAXM + 1];
   size_t len[MAXM + 1];
   initial_images (img, len);
-  const char *fnames[MAXM + 1];
-  for (int i = 0; i < nmembers; i++)
-    fnames[i] = names[i];
-  fnames[nmembers] = "bm";
-  struct sim_world w;
-  sim_init (&w, nmembers + 1, fnames, img, len);
+  struct io_file *files[MAXM + 1];
+  struct io_log *w = logged_files (img, len, files);
   free_images (img);
-  workload (&w, seed, mounts, ops);
+  workload (w, files, seed, mounts, ops);
 
   struct model m;
   model_init (&m);
   struct sim_replay r;
-  sim_replay_init (&r, &w);
+  sim_replay_init (&r, w);
   uint64_t rs = seed ^ 0x5eed;
   size_t boundary = 0;
-  const struct sim_op *op;
+  const struct io_log_entry *op;
   while ((op = sim_replay_step (&r)) != NULL) {
     model_apply (&m, op);
-    if (op->kind == SIM_MARK)
+    if (op->kind == IO_LOG_MARK)
       continue;
     boundary++;
     /* Every boundary: the cache kept everything (a process kill) and
@@ -393,7 +391,8 @@ run_crash_simulation (int members, uint64_t seed, int mounts, int ops,
   }
   sim_replay_free (&r);
   model_free (&m);
-  sim_free (&w);
+  io_log_free (w);
+  close_files (files);
 }
 
 START_TEST (test_power_loss_at_every_boundary_two_members)

@@ -23,7 +23,6 @@
 #include "core/member.h"
 #include "core/superblock.h"
 #include "common/util.h"
-#include "tests/io_sim.h"
 
 #define VOL (64ull << 10)
 #define CHUNK (4ull << 10)
