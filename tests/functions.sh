@@ -998,3 +998,139 @@ faultfs_stat() {
         END { exit !found }' <<<"$out" ||
         fail "faultfs on $1: no '$2' in its state"
 }
+
+# ---------------------------------------------------------------------------
+# The array of a test: one helper for the setup most tests share.
+# ---------------------------------------------------------------------------
+
+# make_array [OPTION...]: create an array under $tmpdir (make_tmpdir first)
+# and mount it.  The caller states only what differs from the defaults:
+#   --members N        N members (default 2)
+#   --size SIZE        the volume size, as mdfusectl create takes it (16M)
+#   --chunk SIZE       the bitmap chunk (1M)
+#   --daemon-sleep S   mdfusectl create --daemon-sleep S
+#   --name NAME        mdfusectl create --name NAME
+#   --faultfs[=OPTS]   the members on faultfs: their files in $tmpdir/back,
+#                      seen through a faultfs on $tmpdir/m (mounted with
+#                      OPTS, e.g. volatile, unless this test has it mounted
+#                      already)
+#   --bitmap-faultfs[=OPTS]  the bitmap on faultfs: its file on the tmpfs
+#                      $tmpdir/bmback, seen through a faultfs on $tmpdir/bm
+#   -o OPTS            extra mount options, after bitmap=...
+#   --as ID            another array of the same test: members m/ID0...,
+#                      bitmap bm/ID, mount point $tmpdir/ID.mnt (default:
+#                      members m/m0..., bitmap bm/b, mount point mnt)
+#   --no-mount         create it only (mount_array mounts it)
+# The bitmap is always on its own small tmpfs ($tmpdir/bm, or
+# $tmpdir/bmback under faultfs), mounted by the first make_array of the test
+# (SPEC §3: not on the members' file system).
+# Results, for the array made last (the paths are absolute):
+#   ARRAY_MEMBERS (array) the member paths mdfuse is given;
+#   ARRAY_BACK (array)    their files (under back/ with --faultfs, else the
+#                         same);
+#   ARRAY_BITMAP, ARRAY_BITMAP_BACK  likewise for the bitmap;
+#   ARRAY_MNT             the mount point; ARRAY_OPTS its -o options;
+#   ARRAY_SIZE, ARRAY_CHUNK (bytes, as mdfusectl examine reads them) and
+#   ARRAY_CHUNKS (ARRAY_SIZE / ARRAY_CHUNK);
+#   MDFUSE_PID, MDFUSE_MNT, MDFUSE_LOG from start_mdfuse (if mounted).
+# Like the other helpers that register cleanups, never call it in $(...).
+# shellcheck disable=SC2034
+{
+    ARRAY_MEMBERS=()
+    ARRAY_BACK=()
+    ARRAY_BITMAP=
+    ARRAY_BITMAP_BACK=
+    ARRAY_MNT=
+    ARRAY_OPTS=
+    ARRAY_SIZE=
+    ARRAY_CHUNK=
+    ARRAY_CHUNKS=
+}
+
+make_array() {
+    local n=2 size=16M chunk=1M id='' extra='' mount=1 ffs=0 ffs_opts='' bffs=0 bffs_opts=''
+    local create_args=() mdir mback bdir bback prefix bname mnt i out
+    [[ -n $tmpdir ]] || fail "make_array: make_tmpdir first"
+    while [[ $# -gt 0 ]]; do
+        case $1 in
+        --members) n=$2; shift ;;
+        --size) size=$2; shift ;;
+        --chunk) chunk=$2; shift ;;
+        --daemon-sleep | --name) create_args+=("$1" "$2"); shift ;;
+        --faultfs) ffs=1 ;;
+        --faultfs=*) ffs=1 ffs_opts=${1#*=} ;;
+        --bitmap-faultfs) bffs=1 ;;
+        --bitmap-faultfs=*) bffs=1 bffs_opts=${1#*=} ;;
+        -o) extra=$2; shift ;;
+        --as) id=$2; shift ;;
+        --no-mount) mount=0 ;;
+        *) fail "make_array: unknown option '$1'" ;;
+        esac
+        shift
+    done
+    if [[ -n $id ]]; then
+        prefix=$id bname=$id mnt=$tmpdir/$id.mnt
+    else
+        prefix=m bname=b mnt=$tmpdir/mnt
+    fi
+
+    # The bitmap's own small file system, and faultfs on it if asked.
+    if [[ $bffs -eq 1 ]]; then
+        bback=$tmpdir/bmback bdir=$tmpdir/bm
+        is_mounted "$bback" || make_bitmap_mount "$bback"
+        [[ -n ${_faultfs_pid[$bdir]:-} ]] || faultfs_mount "$bback" "$bdir" "$bffs_opts"
+    else
+        bdir=$tmpdir/bm bback=$tmpdir/bm
+        is_mounted "$bdir" || make_bitmap_mount "$bdir"
+    fi
+    # The members' directory, and faultfs over it if asked.
+    if [[ $ffs -eq 1 ]]; then
+        mback=$tmpdir/back mdir=$tmpdir/m
+        mkdir -p "$mback"
+        [[ -n ${_faultfs_pid[$mdir]:-} ]] || faultfs_mount "$mback" "$mdir" "$ffs_opts"
+    else
+        mdir=$tmpdir/m mback=$tmpdir/m
+        mkdir -p "$mdir"
+    fi
+    mkdir -p "$mnt"
+
+    ARRAY_MEMBERS=() ARRAY_BACK=()
+    for ((i = 0; i < n; i++)); do
+        ARRAY_MEMBERS+=("$mdir/$prefix$i")
+        ARRAY_BACK+=("$mback/$prefix$i")
+    done
+    # shellcheck disable=SC2034
+    ARRAY_BITMAP=$bdir/$bname ARRAY_BITMAP_BACK=$bback/$bname
+    ARRAY_MNT=$mnt
+    ARRAY_OPTS=bitmap=$ARRAY_BITMAP${extra:+,$extra}
+    out=$tmpdir/create.${id:-array}.out
+    "$MDFUSECTL" create ${create_args[@]+"${create_args[@]}"} --chunk "$chunk" \
+        --size "$size" --bitmap "$ARRAY_BITMAP" "${ARRAY_MEMBERS[@]}" >"$out" 2>&1 || {
+        _show_log "$out"
+        fail "mdfusectl create --chunk $chunk --size $size ($n members${id:+, $id}) failed"
+    }
+    ARRAY_SIZE=$(volume_size "${ARRAY_MEMBERS[0]}")
+    ARRAY_CHUNK=$(chunk_size "$ARRAY_BITMAP")
+    # shellcheck disable=SC2034
+    ARRAY_CHUNKS=$((ARRAY_SIZE / ARRAY_CHUNK))
+    info "array${id:+ $id}: $n members of $size, chunk $chunk, in $mdir${extra:+, -o $extra}"
+    if [[ $mount -eq 1 ]]; then
+        mount_array
+    fi
+}
+
+# mount_array [-o EXTRA] [MEMBER...]: mount the array made last again, on
+# its mount point with its options (and EXTRA), from its members or the
+# MEMBERs given (a replaced member, a degraded mount).
+mount_array() {
+    local opts=$ARRAY_OPTS members
+    if [[ ${1:-} == -o ]]; then
+        opts+=,$2
+        shift 2
+    fi
+    if [[ $# -eq 0 ]]; then
+        set -- "${ARRAY_MEMBERS[@]}"
+    fi
+    members=$(IFS=:; printf '%s' "$*")
+    start_mdfuse -o "$opts" "$members" "$ARRAY_MNT"
+}
