@@ -1134,3 +1134,128 @@ mount_array() {
     members=$(IFS=:; printf '%s' "$*")
     start_mdfuse -o "$opts" "$members" "$ARRAY_MNT"
 }
+
+# make_array_over_inner SLOT [OPTION...]: make_array OPTION..., but member
+# SLOT is the `volume` of an inner array (make_array --as inner, chunk 64K,
+# 8 KiB larger than the outer volume, served by its own mdfuse): a member on
+# a FUSE file system whose server the test can kill (kill_mdfuse_pid
+# $INNER_PID; its I/O then fails with ENOTCONN, or ECONNABORTED for a
+# request in flight).  The outer member is created as a file, copied into
+# the inner volume and removed.  Sets INNER_PID and INNER_VOL, and the
+# ARRAY_* results of the outer array; mount_inner mounts the inner array
+# again after a kill.
+INNER_PID=
+INNER_VOL=
+_inner_opts=
+_inner_members=
+# shellcheck disable=SC2034
+make_array_over_inner() {
+    local slot=$1 mount=1 a src saved
+    shift
+    for a in "$@"; do
+        [[ $a != --no-mount ]] || mount=0
+    done
+    make_array "$@" --no-mount
+    # The outer array's results, kept across the inner make_array.
+    saved=$(declare -p ARRAY_MEMBERS ARRAY_BACK ARRAY_BITMAP ARRAY_BITMAP_BACK \
+        ARRAY_MNT ARRAY_OPTS ARRAY_SIZE ARRAY_CHUNK ARRAY_CHUNKS)
+    make_array --as inner --size $((ARRAY_SIZE + 8192)) --chunk 64K
+    _inner_opts=$ARRAY_OPTS
+    _inner_members=$(IFS=:; printf '%s' "${ARRAY_MEMBERS[*]}")
+    INNER_PID=$MDFUSE_PID
+    INNER_VOL=$ARRAY_MNT/volume
+    saved=${saved//declare -a /declare -ga }
+    eval "${saved//declare -- /declare -g }"
+    src=${ARRAY_MEMBERS[slot]}
+    dd if="$src" of="$INNER_VOL" bs=1M conv=notrunc,fsync status=none ||
+        fail "copying $src into $INNER_VOL failed"
+    rm -f "$src"
+    ARRAY_MEMBERS[slot]=$INNER_VOL
+    ARRAY_BACK[slot]=$INNER_VOL
+    if [[ $mount -eq 1 ]]; then
+        mount_array
+    fi
+}
+
+# mount_inner: mount the inner array of make_array_over_inner again (after
+# its daemon was killed and torn down); sets INNER_PID.
+# shellcheck disable=SC2034
+mount_inner() {
+    start_mdfuse -o "$_inner_opts" "$_inner_members" "$tmpdir/inner.mnt"
+    INNER_PID=$MDFUSE_PID
+}
+
+# ---------------------------------------------------------------------------
+# Degraded arrays: data written through the volume and its model, the
+# failed member's marks, the status text.
+# ---------------------------------------------------------------------------
+
+# wait_bg_jobs: wait for the jobs in bg_pids; fails if one failed.
+wait_bg_jobs() {
+    local p st=0
+    for p in ${bg_pids[@]+"${bg_pids[@]}"}; do
+        wait "$p" || st=1
+    done
+    bg_pids=()
+    [[ $st -eq 0 ]] || fail "a background job failed"
+}
+
+# write_at VOLUME MODEL OFFSET LENGTH: write LENGTH random bytes at OFFSET
+# of the volume (fsynced) and of its model file.
+write_at() {
+    local vol=$1 model=$2 off=$3 len=$4
+    head -c "$len" /dev/urandom >"$tmpdir/piece"
+    dd if="$tmpdir/piece" of="$vol" bs="$len" seek="$off" oflag=seek_bytes \
+        conv=notrunc,fsync status=none || fail "write of $len bytes at $off failed"
+    dd if="$tmpdir/piece" of="$model" bs="$len" seek="$off" oflag=seek_bytes \
+        conv=notrunc status=none
+}
+
+# volume_sha VOLUME: sha256 of the volume read with O_DIRECT, so that every
+# byte comes from the daemon, not from the page cache.
+volume_sha() {
+    local s
+    s=$(dd if="$1" bs=1M iflag=direct status=none | sha256sum) ||
+        fail "reading $1 failed"
+    printf '%s\n' "${s%% *}"
+}
+
+# assert_volume_is VOLUME WHAT MODEL: the volume holds MODEL.
+assert_volume_is() {
+    [[ $(volume_sha "$1") == "$(sha256_of "$3")" ]] ||
+        fail "$2: the volume does not hold the data written"
+}
+
+# Chunk lists: lines "a b c" and sorted TEXT give sorted lines.
+lines() { tr ' ' '\n' <<<"$*" | sed '/^$/d' | sort -n; }
+sorted() { sort -n <<<"$1" | sed '/^$/d'; }
+
+# assert_marked_faulty SURVIVOR DEV EV_BEFORE: DEV's role is 0xfffe in
+# SURVIVOR's superblock and SURVIVOR's events went past EV_BEFORE.
+assert_marked_faulty() {
+    local survivor=$1 dev=$2 ev_before=$3 role ev
+    role=$(sb_role "$survivor" "$dev")
+    ev=$(sb_events "$survivor")
+    [[ $role -eq 65534 ]] ||
+        fail "$survivor: dev_roles[$dev] = $role, expected 65534 (0xfffe, faulty)"
+    [[ $ev -gt $ev_before ]] ||
+        fail "$survivor: events $ev, not bumped past $ev_before by the failure"
+    info "$survivor: dev_roles[$dev] = 0xfffe, events $ev_before -> $ev"
+}
+
+# assert_status_text MNT REGEX...: every ERE matches a line of the text
+# status.
+assert_status_text() {
+    local mnt=$1 out re
+    shift
+    out=$("$MDFUSECTL" status "$mnt") || fail "mdfusectl status $mnt failed"
+    for re in "$@"; do
+        grep -qE -- "$re" <<<"$out" || {
+            printf '%s\n' "$out" >&2
+            fail "mdfusectl status $mnt: no line matching '$re'"
+        }
+    done
+}
+
+# re_escape TEXT: TEXT as a literal ERE.
+re_escape() { sed 's/[][\.*^$+?(){}|/]/\\&/g' <<<"$1"; }
