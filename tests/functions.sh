@@ -13,7 +13,10 @@
 # Helpers that register a cleanup must not run in a subshell (no $(...)
 # around them): a registration made in a subshell is lost.  They return
 # their results in global variables instead (tmpdir, loop_dev, MDFUSE_PID,
-# MDFUSE_MNT, MDFUSE_LOG).
+# MDFUSE_MNT, MDFUSE_LOG, the ARRAY_* of make_array).
+#
+# A test's array: make_array (see there) creates and mounts it, the caller
+# naming only what differs (members, size, chunk, faultfs, mount options).
 
 set -euo pipefail
 shopt -s inherit_errexit
