@@ -13,7 +13,10 @@
 # Helpers that register a cleanup must not run in a subshell (no $(...)
 # around them): a registration made in a subshell is lost.  They return
 # their results in global variables instead (tmpdir, loop_dev, MDFUSE_PID,
-# MDFUSE_MNT, MDFUSE_LOG).
+# MDFUSE_MNT, MDFUSE_LOG, the ARRAY_* of make_array).
+#
+# A test's array: make_array (see there) creates and mounts it, the caller
+# naming only what differs (members, size, chunk, faultfs, mount options).
 
 set -euo pipefail
 shopt -s inherit_errexit
@@ -998,3 +1001,264 @@ faultfs_stat() {
         END { exit !found }' <<<"$out" ||
         fail "faultfs on $1: no '$2' in its state"
 }
+
+# ---------------------------------------------------------------------------
+# The array of a test: one helper for the setup most tests share.
+# ---------------------------------------------------------------------------
+
+# make_array [OPTION...]: create an array under $tmpdir (make_tmpdir first)
+# and mount it.  The caller states only what differs from the defaults:
+#   --members N        N members (default 2)
+#   --size SIZE        the volume size, as mdfusectl create takes it (16M)
+#   --chunk SIZE       the bitmap chunk (1M)
+#   --daemon-sleep S   mdfusectl create --daemon-sleep S
+#   --name NAME        mdfusectl create --name NAME
+#   --faultfs[=OPTS]   the members on faultfs: their files in $tmpdir/back,
+#                      seen through a faultfs on $tmpdir/m (mounted with
+#                      OPTS, e.g. volatile, unless this test has it mounted
+#                      already)
+#   --bitmap-faultfs[=OPTS]  the bitmap on faultfs: its file on the tmpfs
+#                      $tmpdir/bmback, seen through a faultfs on $tmpdir/bm
+#   -o OPTS            extra mount options, after bitmap=...
+#   --as ID            another array of the same test: members m/ID0...,
+#                      bitmap bm/ID, mount point $tmpdir/ID.mnt (default:
+#                      members m/m0..., bitmap bm/b, mount point mnt)
+#   --no-mount         create it only (mount_array mounts it)
+# The bitmap is always on its own small tmpfs ($tmpdir/bm, or
+# $tmpdir/bmback under faultfs), mounted by the first make_array of the test
+# (SPEC §3: not on the members' file system).
+# Results, for the array made last (the paths are absolute):
+#   ARRAY_MEMBERS (array) the member paths mdfuse is given;
+#   ARRAY_BACK (array)    their files (under back/ with --faultfs, else the
+#                         same);
+#   ARRAY_BITMAP, ARRAY_BITMAP_BACK  likewise for the bitmap;
+#   ARRAY_MNT             the mount point; ARRAY_OPTS its -o options;
+#   ARRAY_SIZE, ARRAY_CHUNK (bytes, as mdfusectl examine reads them) and
+#   ARRAY_CHUNKS (ARRAY_SIZE / ARRAY_CHUNK);
+#   MDFUSE_PID, MDFUSE_MNT, MDFUSE_LOG from start_mdfuse (if mounted).
+# Like the other helpers that register cleanups, never call it in $(...).
+# shellcheck disable=SC2034
+{
+    ARRAY_MEMBERS=()
+    ARRAY_BACK=()
+    ARRAY_BITMAP=
+    ARRAY_BITMAP_BACK=
+    ARRAY_MNT=
+    ARRAY_OPTS=
+    ARRAY_SIZE=
+    ARRAY_CHUNK=
+    ARRAY_CHUNKS=
+}
+
+make_array() {
+    local n=2 size=16M chunk=1M id='' extra='' mount=1 ffs=0 ffs_opts='' bffs=0 bffs_opts=''
+    local create_args=() mdir mback bdir bback prefix bname mnt i out
+    [[ -n $tmpdir ]] || fail "make_array: make_tmpdir first"
+    while [[ $# -gt 0 ]]; do
+        case $1 in
+        --members) n=$2; shift ;;
+        --size) size=$2; shift ;;
+        --chunk) chunk=$2; shift ;;
+        --daemon-sleep | --name) create_args+=("$1" "$2"); shift ;;
+        --faultfs) ffs=1 ;;
+        --faultfs=*) ffs=1 ffs_opts=${1#*=} ;;
+        --bitmap-faultfs) bffs=1 ;;
+        --bitmap-faultfs=*) bffs=1 bffs_opts=${1#*=} ;;
+        -o) extra=$2; shift ;;
+        --as) id=$2; shift ;;
+        --no-mount) mount=0 ;;
+        *) fail "make_array: unknown option '$1'" ;;
+        esac
+        shift
+    done
+    if [[ -n $id ]]; then
+        prefix=$id bname=$id mnt=$tmpdir/$id.mnt
+    else
+        prefix=m bname=b mnt=$tmpdir/mnt
+    fi
+
+    # The bitmap's own small file system, and faultfs on it if asked.
+    if [[ $bffs -eq 1 ]]; then
+        bback=$tmpdir/bmback bdir=$tmpdir/bm
+        is_mounted "$bback" || make_bitmap_mount "$bback"
+        [[ -n ${_faultfs_pid[$bdir]:-} ]] || faultfs_mount "$bback" "$bdir" "$bffs_opts"
+    else
+        bdir=$tmpdir/bm bback=$tmpdir/bm
+        is_mounted "$bdir" || make_bitmap_mount "$bdir"
+    fi
+    # The members' directory, and faultfs over it if asked.
+    if [[ $ffs -eq 1 ]]; then
+        mback=$tmpdir/back mdir=$tmpdir/m
+        mkdir -p "$mback"
+        [[ -n ${_faultfs_pid[$mdir]:-} ]] || faultfs_mount "$mback" "$mdir" "$ffs_opts"
+    else
+        mdir=$tmpdir/m mback=$tmpdir/m
+        mkdir -p "$mdir"
+    fi
+    mkdir -p "$mnt"
+
+    ARRAY_MEMBERS=() ARRAY_BACK=()
+    for ((i = 0; i < n; i++)); do
+        ARRAY_MEMBERS+=("$mdir/$prefix$i")
+        ARRAY_BACK+=("$mback/$prefix$i")
+    done
+    # shellcheck disable=SC2034
+    ARRAY_BITMAP=$bdir/$bname ARRAY_BITMAP_BACK=$bback/$bname
+    ARRAY_MNT=$mnt
+    ARRAY_OPTS=bitmap=$ARRAY_BITMAP${extra:+,$extra}
+    out=$tmpdir/create.${id:-array}.out
+    "$MDFUSECTL" create ${create_args[@]+"${create_args[@]}"} --chunk "$chunk" \
+        --size "$size" --bitmap "$ARRAY_BITMAP" "${ARRAY_MEMBERS[@]}" >"$out" 2>&1 || {
+        _show_log "$out"
+        fail "mdfusectl create --chunk $chunk --size $size ($n members${id:+, $id}) failed"
+    }
+    ARRAY_SIZE=$(volume_size "${ARRAY_MEMBERS[0]}")
+    ARRAY_CHUNK=$(chunk_size "$ARRAY_BITMAP")
+    # shellcheck disable=SC2034
+    ARRAY_CHUNKS=$((ARRAY_SIZE / ARRAY_CHUNK))
+    info "array${id:+ $id}: $n members of $size, chunk $chunk, in $mdir${extra:+, -o $extra}"
+    if [[ $mount -eq 1 ]]; then
+        mount_array
+    fi
+}
+
+# mount_array [-o EXTRA] [MEMBER...]: mount the array made last again, on
+# its mount point with its options (and EXTRA), from its members or the
+# MEMBERs given (a replaced member, a degraded mount).
+mount_array() {
+    local opts=$ARRAY_OPTS members
+    if [[ ${1:-} == -o ]]; then
+        opts+=,$2
+        shift 2
+    fi
+    if [[ $# -eq 0 ]]; then
+        set -- "${ARRAY_MEMBERS[@]}"
+    fi
+    members=$(IFS=:; printf '%s' "$*")
+    start_mdfuse -o "$opts" "$members" "$ARRAY_MNT"
+}
+
+# make_array_over_inner SLOT [OPTION...]: make_array OPTION..., but member
+# SLOT is the `volume` of an inner array (make_array --as inner, chunk 64K,
+# 8 KiB larger than the outer volume, served by its own mdfuse): a member on
+# a FUSE file system whose server the test can kill (kill_mdfuse_pid
+# $INNER_PID; its I/O then fails with ENOTCONN, or ECONNABORTED for a
+# request in flight).  The outer member is created as a file, copied into
+# the inner volume and removed.  Sets INNER_PID and INNER_VOL, and the
+# ARRAY_* results of the outer array; mount_inner mounts the inner array
+# again after a kill.
+INNER_PID=
+INNER_VOL=
+_inner_opts=
+_inner_members=
+# shellcheck disable=SC2034
+make_array_over_inner() {
+    local slot=$1 mount=1 a src saved
+    shift
+    for a in "$@"; do
+        [[ $a != --no-mount ]] || mount=0
+    done
+    make_array "$@" --no-mount
+    # The outer array's results, kept across the inner make_array.
+    saved=$(declare -p ARRAY_MEMBERS ARRAY_BACK ARRAY_BITMAP ARRAY_BITMAP_BACK \
+        ARRAY_MNT ARRAY_OPTS ARRAY_SIZE ARRAY_CHUNK ARRAY_CHUNKS)
+    make_array --as inner --size $((ARRAY_SIZE + 8192)) --chunk 64K
+    _inner_opts=$ARRAY_OPTS
+    _inner_members=$(IFS=:; printf '%s' "${ARRAY_MEMBERS[*]}")
+    INNER_PID=$MDFUSE_PID
+    INNER_VOL=$ARRAY_MNT/volume
+    saved=${saved//declare -a /declare -ga }
+    eval "${saved//declare -- /declare -g }"
+    src=${ARRAY_MEMBERS[slot]}
+    dd if="$src" of="$INNER_VOL" bs=1M conv=notrunc,fsync status=none ||
+        fail "copying $src into $INNER_VOL failed"
+    rm -f "$src"
+    ARRAY_MEMBERS[slot]=$INNER_VOL
+    ARRAY_BACK[slot]=$INNER_VOL
+    if [[ $mount -eq 1 ]]; then
+        mount_array
+    fi
+}
+
+# mount_inner: mount the inner array of make_array_over_inner again (after
+# its daemon was killed and torn down); sets INNER_PID.
+# shellcheck disable=SC2034
+mount_inner() {
+    start_mdfuse -o "$_inner_opts" "$_inner_members" "$tmpdir/inner.mnt"
+    INNER_PID=$MDFUSE_PID
+}
+
+# ---------------------------------------------------------------------------
+# Degraded arrays: data written through the volume and its model, the
+# failed member's marks, the status text.
+# ---------------------------------------------------------------------------
+
+# wait_bg_jobs: wait for the jobs in bg_pids; fails if one failed.
+wait_bg_jobs() {
+    local p st=0
+    for p in ${bg_pids[@]+"${bg_pids[@]}"}; do
+        wait "$p" || st=1
+    done
+    bg_pids=()
+    [[ $st -eq 0 ]] || fail "a background job failed"
+}
+
+# write_at VOLUME MODEL OFFSET LENGTH: write LENGTH random bytes at OFFSET
+# of the volume (fsynced) and of its model file.
+write_at() {
+    local vol=$1 model=$2 off=$3 len=$4
+    head -c "$len" /dev/urandom >"$tmpdir/piece"
+    dd if="$tmpdir/piece" of="$vol" bs="$len" seek="$off" oflag=seek_bytes \
+        conv=notrunc,fsync status=none || fail "write of $len bytes at $off failed"
+    dd if="$tmpdir/piece" of="$model" bs="$len" seek="$off" oflag=seek_bytes \
+        conv=notrunc status=none
+}
+
+# volume_sha VOLUME: sha256 of the volume read with O_DIRECT, so that every
+# byte comes from the daemon, not from the page cache.
+volume_sha() {
+    local s
+    s=$(dd if="$1" bs=1M iflag=direct status=none | sha256sum) ||
+        fail "reading $1 failed"
+    printf '%s\n' "${s%% *}"
+}
+
+# assert_volume_is VOLUME WHAT MODEL: the volume holds MODEL.
+assert_volume_is() {
+    [[ $(volume_sha "$1") == "$(sha256_of "$3")" ]] ||
+        fail "$2: the volume does not hold the data written"
+}
+
+# Chunk lists: lines "a b c" and sorted TEXT give sorted lines.
+lines() { tr ' ' '\n' <<<"$*" | sed '/^$/d' | sort -n; }
+sorted() { sort -n <<<"$1" | sed '/^$/d'; }
+
+# assert_marked_faulty SURVIVOR DEV EV_BEFORE: DEV's role is 0xfffe in
+# SURVIVOR's superblock and SURVIVOR's events went past EV_BEFORE.
+assert_marked_faulty() {
+    local survivor=$1 dev=$2 ev_before=$3 role ev
+    role=$(sb_role "$survivor" "$dev")
+    ev=$(sb_events "$survivor")
+    [[ $role -eq 65534 ]] ||
+        fail "$survivor: dev_roles[$dev] = $role, expected 65534 (0xfffe, faulty)"
+    [[ $ev -gt $ev_before ]] ||
+        fail "$survivor: events $ev, not bumped past $ev_before by the failure"
+    info "$survivor: dev_roles[$dev] = 0xfffe, events $ev_before -> $ev"
+}
+
+# assert_status_text MNT REGEX...: every ERE matches a line of the text
+# status.
+assert_status_text() {
+    local mnt=$1 out re
+    shift
+    out=$("$MDFUSECTL" status "$mnt") || fail "mdfusectl status $mnt failed"
+    for re in "$@"; do
+        grep -qE -- "$re" <<<"$out" || {
+            printf '%s\n' "$out" >&2
+            fail "mdfusectl status $mnt: no line matching '$re'"
+        }
+    done
+}
+
+# re_escape TEXT: TEXT as a literal ERE.
+re_escape() { sed 's/[][\.*^$+?(){}|/]/\\&/g' <<<"$1"; }

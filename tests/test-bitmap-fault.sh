@@ -15,18 +15,16 @@ require_mdfuse_env
 
 make_tmpdir
 cd "$tmpdir" || exit 1
-make_bitmap_mount "$tmpdir/bm"
-mkdir -p m im imnt mnt
 V=$((32 * 1024 * 1024))
 C=$((1024 * 1024))
 
 # The inner volume, 64 KiB, holds the outer array's bitmap file.
-"$MDFUSECTL" create --size 64K --chunk 4K --bitmap bm/inner im/i0 im/i1 >/dev/null
-"$MDFUSECTL" create --size 32M --chunk 1M --bitmap bm/b m/m0 m/m1 >/dev/null
-start_mdfuse -o "bitmap=$tmpdir/bm/inner" im/i0:im/i1 imnt
+make_array --as inner --size 64K --chunk 4K
 inner_pid=$MDFUSE_PID
-dd if=bm/b of=imnt/volume bs=4k conv=notrunc,fsync status=none
-bitmap=$tmpdir/imnt/volume
+inner_opts=$ARRAY_OPTS inner_members=$(IFS=:; printf '%s' "${ARRAY_MEMBERS[*]}")
+make_array --size 32M --no-mount
+dd if=bm/b of=inner.mnt/volume bs=4k conv=notrunc,fsync status=none
+bitmap=$tmpdir/inner.mnt/volume
 
 start_mdfuse -o "bitmap=$bitmap" m/m0:m/m1 mnt
 outer_pid=$MDFUSE_PID
@@ -55,7 +53,7 @@ MDFUSE_PID=$outer_pid
 stop_mdfuse
 
 # Bring the inner file system back: the bitmap file is as the fault left it.
-start_mdfuse -o "bitmap=$tmpdir/bm/inner" im/i0:im/i1 imnt
+start_mdfuse -o "$inner_opts" "$inner_members" inner.mnt
 ev_bitmap=$(examine_bitmap "$bitmap" Events)
 [[ $(examine m/m0 Events) -gt $ev_bitmap ]] ||
     fail "members' events ($(examine m/m0 Events)) not past the bitmap's ($ev_bitmap): it would look current"

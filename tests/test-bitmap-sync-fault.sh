@@ -19,15 +19,11 @@ require_mdfuse_env
 
 make_tmpdir
 cd "$tmpdir" || exit 1
-make_bitmap_mount "$tmpdir/bmback"
-mkdir -p m mnt
-faultfs_mount bmback bm
 V=$((32 * 1024 * 1024))
 C=$((1024 * 1024))
-"$MDFUSECTL" create --size 32M --chunk 1M --bitmap bm/b m/m0 m/m1 >/dev/null
 
 # --- a header fdatasync fails inside the first write's events bump ---------
-start_mdfuse -o "bitmap=$tmpdir/bm/b" m/m0:m/m1 mnt
+make_array --bitmap-faultfs --size 32M
 faultfs_ctl bm fail b fsync EIO once
 head -c $((4 * C)) /dev/urandom >a.bin
 dd if=a.bin of=mnt/volume bs=1M seek=5 oflag=direct conv=notrunc,fsync status=none ||
@@ -45,7 +41,7 @@ kill_mdfuse
 [[ -z $(dirty_chunks bm/b | grep -x 6) ]] || fail "chunk 6 has its bit: the test proves nothing"
 flip_byte m/m1 $((6 * C + 100))
 
-start_mdfuse -o "bitmap=$tmpdir/bm/b" m/m0:m/m1 mnt
+mount_array
 read -r copied chunks < <(resync_counts "$MDFUSE_LOG")
 [[ $copied -eq $chunks && $chunks -eq $((V / C)) ]] ||
     fail "the mount after the bitmap failed copied $copied of $chunks chunks, not all"
@@ -56,7 +52,7 @@ assert_members_identical "$V" "$C" m/m0 m/m1
 info "header sync failure: members bumped past the bitmap, next mount copied all $chunks chunks"
 
 # --- the bitmap fails during the mount-time resync ----------------------------
-start_mdfuse -o "bitmap=$tmpdir/bm/b" m/m0:m/m1 mnt
+mount_array
 head -c $((3 * C)) /dev/urandom >b.bin
 dd if=b.bin of=mnt/volume bs=1M seek=20 oflag=direct conv=notrunc,fsync status=none
 kill_mdfuse
@@ -64,7 +60,7 @@ ndirty=$(dirty_chunks bm/b | wc -l)
 [[ $ndirty -gt 0 ]] || fail "no dirty chunk after the kill"
 # The mount's header write lands; the first page write of the resync fails.
 faultfs_ctl bm fail b pwrite EIO once after 1
-start_mdfuse -o "bitmap=$tmpdir/bm/b" m/m0:m/m1 mnt
+mount_array
 [[ $(faultfs_stat bm injected_errors) -eq 2 ]] || fail "the resync's bitmap write was not hit"
 grep -q "goes on without its bitmap" "$MDFUSE_LOG" ||
     fail "no 'goes on without its bitmap' in the log"
@@ -75,7 +71,7 @@ cmp -s <(dd if=mnt/volume bs=1M skip=20 count=3 status=none) b.bin ||
     fail "data lost across the resync"
 stop_mdfuse
 assert_members_identical "$V" "$C" m/m0 m/m1
-start_mdfuse -o "bitmap=$tmpdir/bm/b" m/m0:m/m1 mnt
+mount_array
 read -r copied chunks < <(resync_counts "$MDFUSE_LOG")
 [[ $copied -eq $chunks ]] || fail "the mount after copied $copied of $chunks chunks, not all"
 stop_mdfuse

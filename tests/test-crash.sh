@@ -32,16 +32,10 @@ size=$((64 * 1024 * 1024))
 chunk=$((256 * 1024))
 
 make_tmpdir
-make_bitmap_mount "$tmpdir/bm"
-mkdir "$tmpdir/members" "$tmpdir/mnt" "$tmpdir/fs" "$tmpdir/work"
-m0=$tmpdir/members/m0.img
-m1=$tmpdir/members/m1.img
-bm=$tmpdir/bm/array.bitmap
-mnt=$tmpdir/mnt
+mkdir "$tmpdir/fs" "$tmpdir/work"
 fs=$tmpdir/fs
 manifest=$tmpdir/work/manifest # "sha256  name" of every fsynced file
 : >"$manifest"
-cleanup_fn unmount_if_mounted "$mnt"
 
 # crash_writer FSDIR MANIFEST STOPFILE WORKDIR CYCLE: runs in its own
 # process group (setsid) until STOPFILE exists.  Keeps at most 24 of its
@@ -146,13 +140,14 @@ fsck_clean() {
     }
 }
 
-"$MDFUSECTL" create --chunk 256K --name crashtest --size 64M --bitmap "$bm" "$m0" "$m1"
+make_array --chunk 256K --name crashtest --size 64M --no-mount
+m0=${ARRAY_MEMBERS[0]} m1=${ARRAY_MEMBERS[1]} bm=$ARRAY_BITMAP mnt=$ARRAY_MNT
 v=$(volume_size "$m0")
 c=$(chunk_size "$bm")
 [[ $v -eq $size && $c -eq $chunk ]] || fail "create: V=$v C=$c, expected $size $chunk"
 nchunks=$(((v + c - 1) / c))
 
-start_mdfuse -o "bitmap=$bm" "$m0:$m1" "$mnt"
+mount_array
 attach_loop "$mnt/volume"
 mkfs.ext4 -q -F -E nodiscard,lazy_itable_init=0,lazy_journal_init=0 "$loop_dev"
 mount_ext4 "$loop_dev" "$fs"
@@ -178,7 +173,7 @@ for ((cycle = 1; cycle <= cycles; cycle++)); do
     done
 
     info "cycle $cycle: remount, resync only the dirty chunks"
-    start_mdfuse -o "bitmap=$bm" "$m0:$m1" "$mnt"
+    mount_array
     xy=$(resync_counts "$MDFUSE_LOG")
     read -r x y <<<"$xy"
     info "resync copied $x of $y chunks"
@@ -242,7 +237,7 @@ cleanup_fn stop_raw_writers
 differed=0
 for ((cycle = 1; cycle <= raw_cycles; cycle++)); do
     info "raw cycle $cycle/$raw_cycles: O_DIRECT writers, SIGKILL"
-    start_mdfuse -o "bitmap=$bm" "$m0:$m1" "$mnt"
+    mount_array
     start_raw_writers
     # Kill only once writing has begun (a loaded machine may be slow to
     # start the writers): the first bit reaches the file before any data.
@@ -265,7 +260,7 @@ for ((cycle = 1; cycle <= raw_cycles; cycle++)); do
     [[ -z $outside ]] ||
         fail "dirty bits for chunks no one wrote (writes stayed below chunk $((half / c))): $(tr '\n' ' ' <<<"$outside")"
 
-    start_mdfuse -o "bitmap=$bm" "$m0:$m1" "$mnt"
+    mount_array
     xy=$(resync_counts "$MDFUSE_LOG")
     read -r x y <<<"$xy"
     [[ $x -eq $ndirty && $y -eq $nchunks ]] ||

@@ -25,23 +25,18 @@ size=$((64 * 1024 * 1024))
 chunk=$((1024 * 1024))
 
 make_tmpdir
-make_bitmap_mount "$tmpdir/bm"
-mkdir "$tmpdir/members" "$tmpdir/mnt" "$tmpdir/fs" "$tmpdir/src"
-m0=$tmpdir/members/m0.img
-m1=$tmpdir/members/m1.img
-bm=$tmpdir/bm/array.bitmap
-mnt=$tmpdir/mnt
-cleanup_fn unmount_if_mounted "$mnt"
+mkdir "$tmpdir/fs" "$tmpdir/src"
 
 info "create: 2 members of 64M, chunk 1M"
-"$MDFUSECTL" create --chunk 1M --name ext4test --size 64M --bitmap "$bm" "$m0" "$m1"
+make_array --name ext4test --size 64M --no-mount
+m0=${ARRAY_MEMBERS[0]} m1=${ARRAY_MEMBERS[1]} bm=$ARRAY_BITMAP mnt=$ARRAY_MNT
 v=$(volume_size "$m0")
 [[ $v -eq $size ]] || fail "Volume Size $v != $size"
 c=$(chunk_size "$bm")
 [[ $c -eq $chunk ]] || fail "Chunksize $c != $chunk"
 nchunks=$(((v + c - 1) / c))
 
-start_mdfuse -o "bitmap=$bm" "$m0:$m1" "$mnt"
+mount_array
 x_y=$(resync_counts "$MDFUSE_LOG")
 [[ $x_y == "0 $nchunks" ]] || fail "first mount of a new array: resync '$x_y', expected '0 $nchunks'"
 
@@ -107,7 +102,7 @@ e2fsck -fn "$m0" >"$tmpdir/fsck.m0" 2>&1 || {
 # This mount is served by libfuse's loop (-o nouring): the requests above
 # went through mdfuse's own loop and its io_uring.
 info "remount (-o nouring): nothing to resync, files intact"
-start_mdfuse -o "nouring,bitmap=$bm" "$m0:$m1" "$mnt"
+mount_array -o nouring
 x_y=$(resync_counts "$MDFUSE_LOG")
 [[ $x_y == "0 $nchunks" ]] || fail "mount after a clean unmount: resync '$x_y', expected '0 $nchunks'"
 attach_loop "$mnt/volume"

@@ -67,17 +67,17 @@ t_start=$SECONDS
 make_tmpdir
 cd "$tmpdir" || exit 1
 make_bitmap_mount "$tmpdir/bmback"
-mkdir -p mback fm fb mnt
-mback=$tmpdir/mback
-bmback=$tmpdir/bmback
+mkdir -p back mnt
 mnt=$tmpdir/mnt
 cleanup_fn unmount_if_mounted "$mnt"
 
-# The two faultfs instances: members on FM, the bitmap on FB.
+# The two faultfs instances, where make_array --faultfs --bitmap-faultfs
+# wants them: members on FM (m, over back), the bitmap on FB (bm, over
+# the tmpfs bmback).
 mount_faultfs() {
-    faultfs_mount "$mback" "$tmpdir/fm"
+    faultfs_mount "$tmpdir/back" "$tmpdir/m"
     FM=$FAULTFS_MNT
-    faultfs_mount "$bmback" "$tmpdir/fb"
+    faultfs_mount "$tmpdir/bmback" "$tmpdir/bm"
     FB=$FAULTFS_MNT
 }
 umount_faultfs() {
@@ -124,26 +124,24 @@ probe_max=512
 sc='' V='' C='' NC='' bmap='' bmap_back=''
 mem=() back=() names=()
 
-# new_array SC NMEMBERS VOLUME_MIB CHUNK_KIB: create the members SC-mK.img
-# and the bitmap SC.bitmap through faultfs, daemon_sleep 1.
+# new_array SC NMEMBERS VOLUME_MIB CHUNK_KIB: create the members (names
+# m0, m1, ... on FM) and the bitmap (on FB) through faultfs, daemon_sleep 1
+# (make_array, not mounted yet).
 new_array() {
-    local i
-    sc=$1 V=$(($3 * M)) C=$(($4 * 1024))
-    NC=$((V / C))
-    mem=() back=() names=()
-    for ((i = 0; i < $2; i++)); do
-        names+=("$sc-m$i.img")
-        mem+=("$FM/$sc-m$i.img")
-        back+=("$mback/$sc-m$i.img")
-    done
-    bmap=$FB/$sc.bitmap
-    bmap_back=$bmback/$sc.bitmap
-    "$MDFUSECTL" create --daemon-sleep 1 --chunk "$4K" --size "$3M" \
-        --bitmap "$bmap" "${mem[@]}" >/dev/null || fail "$sc: mdfusectl create failed"
+    sc=$1
+    make_array --faultfs --bitmap-faultfs --members "$2" --size "$3M" --chunk "$4K" \
+        --daemon-sleep 1 --no-mount
+    V=$ARRAY_SIZE C=$ARRAY_CHUNK NC=$ARRAY_CHUNKS
+    [[ $V -eq $(($3 * M)) && $C -eq $(($4 * 1024)) ]] || fail "$sc: V=$V C=$C"
+    mem=("${ARRAY_MEMBERS[@]}") back=("${ARRAY_BACK[@]}")
+    names=("${mem[@]##*/}")
+    bmap=$ARRAY_BITMAP bmap_back=$ARRAY_BITMAP_BACK
 }
 
-mount_array() {
-    start_mdfuse -o "bitmap=$bmap" "$(IFS=:; printf '%s' "${mem[*]}")" "$mnt"
+# mount_scenario: mount_array, then the jobs' cleanup again (hooks run
+# newest first: the jobs must go before the daemon).
+mount_scenario() {
+    mount_array
     cleanup_fn kill_bg_jobs
 }
 
@@ -337,8 +335,8 @@ assert_bitmap_stale_by_events() {
 # that succeeded could make a header or bits look current again).
 bitmap_io() {
     sleep 0.3
-    printf '%s %s %s\n' "$(faultfs_stat "$FB" "pwrite:$sc.bitmap")" \
-        "$(faultfs_stat "$FB" "fsync:$sc.bitmap")" "$(faultfs_stat "$FB" injected_errors)"
+    printf '%s %s %s\n' "$(faultfs_stat "$FB" "pwrite:${bmap##*/}")" \
+        "$(faultfs_stat "$FB" "fsync:${bmap##*/}")" "$(faultfs_stat "$FB" injected_errors)"
 }
 assert_bitmap_left_alone() {
     local now
@@ -369,7 +367,7 @@ kill_and_remount() {
     flip_byte "${back[last]}" $((plant * C + 1234))
     mount_faultfs
     [[ $(faultfs_stat "$FM" rules) -eq 0 && $(faultfs_stat "$FB" rules) -eq 0 ]] || fail "faultfs kept rules"
-    mount_array
+    mount_scenario
     read -r copied chunks < <(resync_counts "$MDFUSE_LOG")
     info "$sc: remount: resync copied $copied of $chunks chunks ($(count_lines "$dirty") bits set on disk)"
     [[ $chunks -eq $NC && $copied -eq $NC ]] ||
@@ -411,18 +409,18 @@ readd() {
 # ===========================================================================
 # 1. The bitmap fails mid-load.
 # ===========================================================================
-scenario_bitmap() { # SC RULE
+scenario_bitmap() { # SC FAULT (the bitmap file's, e.g. "fsync EIO once")
     new_array "$1" 2 64 256
-    mount_array
+    mount_scenario
     prefill
     PW_BASE=$(faultfs_stat "$FM" "pwrite:${names[0]}")
     start_load 4
     wait_pwrites "${names[0]}" 200
-    inject "$FB" "$2"
+    inject "$FB" "fail ${bmap##*/} $2"
     wait_injected "$FB"
     bm_io=$(bitmap_io)
     wait_load
-    assert_log "$(basename "$bmap"): bitmap (header )?write failed: Input/output error" "the bitmap failed"
+    assert_log "/$(basename "$bmap"): bitmap (header )?write failed: Input/output error" "the bitmap failed"
     assert_log "goes on without its bitmap \(members at events [0-9]+\); the next mount resyncs everything" \
         "it goes on without its bitmap"
     assert_status "$mnt" '.bitmap.in_use == false and .state == "active" and .active == 2
@@ -438,11 +436,11 @@ scenario_bitmap() { # SC RULE
 
 run_1a() {
     info "1a: the bitmap's fdatasync fails once"
-    scenario_bitmap s1a "fail s1a.bitmap fsync EIO once"
+    scenario_bitmap s1a "fsync EIO once"
 }
 run_1b() {
     info "1b: the bitmap's pwrite fails always"
-    scenario_bitmap s1b "fail s1b.bitmap pwrite EIO always"
+    scenario_bitmap s1b "pwrite EIO always"
 }
 
 # ===========================================================================
@@ -451,7 +449,7 @@ run_1b() {
 scenario_member_write() { # SC SLOT ERRNO MESSAGE
     local slot=$2 surv=$((1 - $2))
     new_array "$1" 2 64 256
-    mount_array
+    mount_scenario
     prefill
     PW_BASE=$(faultfs_stat "$FM" "pwrite:${names[0]}")
     start_load 4
@@ -460,7 +458,7 @@ scenario_member_write() { # SC SLOT ERRNO MESSAGE
     inject "$FM" "fail ${names[slot]} pwrite $3 once"
     wait_injected "$FM"
     wait_load
-    assert_log "${names[slot]}: (write of [0-9]+ bytes at [0-9]+|superblock write) failed: $4; member marked faulty" \
+    assert_log "/${names[slot]}: (write of [0-9]+ bytes at [0-9]+|superblock write) failed: $4; member marked faulty" \
         "the member was marked faulty"
     assert_status "$mnt" ".state == \"degraded\" and .active == 1
         and .members[$slot].state == \"faulty\" and .members[$slot].write_errors >= 1
@@ -510,7 +508,7 @@ run_2c() {
     local base t0 t1 role inj word gofd skipped written writer_pid deadline
     info "2c: power cut right after a write that skipped the newly faulty member"
     new_array s2c 2 64 256
-    mount_array
+    mount_scenario
     prefill
     faultfs_ctl "$FM" "cache on"
     PW_BASE=$(faultfs_stat "$FM" "pwrite:${names[0]}")
@@ -542,7 +540,7 @@ run_2c() {
     bg_pids+=("$writer_pid")
     base=$(faultfs_stat "$FM" injected_errors)
     faultfs_ctl "$FM" "fail ${names[1]} pwrite EIO once"
-    info "$sc: fault on fm: fail ${names[1]} pwrite EIO once"
+    info "$sc: fault on m: fail ${names[1]} pwrite EIO once"
     inj=$base
     while [[ $inj -le $base ]]; do
         inj=$(awk '$1 == "injected_errors" { print $2 }' "$FM/.faultfs")
@@ -591,7 +589,7 @@ run_2c() {
 run_3() {
     info "3: member 1's fdatasync fails once"
     new_array s3 2 64 256
-    mount_array
+    mount_scenario
     prefill
     PW_BASE=$(faultfs_stat "$FM" "pwrite:${names[0]}")
     start_load 4 4
@@ -611,7 +609,7 @@ run_3() {
     [[ $fs_after -eq $fs_fault ]] ||
         fail "$sc: the failed member was fdatasynced again after its fdatasync failed ($fs_fault -> $fs_after)"
     [[ $fs_m0_after -gt $fs_m0 ]] || fail "$sc: the survivor was not fdatasynced after the fault: the load did not go on"
-    assert_log "${names[1]}: fdatasync failed: Input/output error; member marked faulty" \
+    assert_log "/${names[1]}: fdatasync failed: Input/output error; member marked faulty" \
         "the member was marked faulty after its fdatasync failed"
     assert_status "$mnt" '.state == "degraded" and .active == 1 and .members[1].state == "faulty"
         and .members[1].write_errors >= 1 and .members[0].state == "active"' "$sc: status after the fdatasync failed"
@@ -630,12 +628,12 @@ run_3() {
 run_4() {
     info "4: the bitmap (pwrite, always) and member 1 (pwrite, once) fail together"
     new_array s4 2 64 256
-    mount_array
+    mount_scenario
     prefill
     PW_BASE=$(faultfs_stat "$FM" "pwrite:${names[0]}")
     start_load 4
     wait_pwrites "${names[0]}" 200
-    inject "$FB" "fail $sc.bitmap pwrite EIO always"
+    inject "$FB" "fail ${bmap##*/} pwrite EIO always"
     inject "$FM" "fail ${names[1]} pwrite EIO once"
     wait_injected "$FB"
     bm_io=$(bitmap_io)
@@ -643,7 +641,7 @@ run_4() {
     wait_load
     assert_bitmap_left_alone "$bm_io"
     assert_log "goes on without its bitmap" "it goes on without its bitmap"
-    assert_log "${names[1]}: (write of [0-9]+ bytes at [0-9]+|superblock write) failed: Input/output error; member marked faulty" \
+    assert_log "/${names[1]}: (write of [0-9]+ bytes at [0-9]+|superblock write) failed: Input/output error; member marked faulty" \
         "the member was marked faulty"
     assert_status "$mnt" '.state == "degraded" and .active == 1 and .members[1].state == "faulty"
         and .members[0].state == "active" and .bitmap.in_use == false' "$sc: status after both failed"
@@ -663,7 +661,7 @@ run_4() {
 run_5() {
     info "5: three members, member 1 fails while member 2 takes 20 ms per pwrite"
     new_array s5 3 128 1024
-    mount_array
+    mount_scenario
     prefill
     PW_BASE=$(faultfs_stat "$FM" "pwrite:${names[0]}")
     faultfs_ctl "$FM" "delay ${names[2]} pwrite 20000"

@@ -20,17 +20,13 @@ require_mdfuse_env
 
 make_tmpdir
 cd "$tmpdir" || exit 1
-make_bitmap_mount "$tmpdir/bm"
-mkdir -p back mnt
 C=$((1024 * 1024))
 
 # scenario NAME M1_FSYNC_FAILS: see above.  Leaves the result in acked.
 scenario() {
     local name=$1 m1_fsync_fails=$2 i rc
     rm -f back/* bm/b
-    faultfs_mount back m volatile
-    "$MDFUSECTL" create --size 16M --chunk 1M --bitmap bm/b m/m0 m/m1 >/dev/null
-    start_mdfuse -o "bitmap=$tmpdir/bm/b" m/m0:m/m1 mnt
+    make_array --faultfs=volatile
     head -c $((16 * C)) /dev/urandom >a.bin
     dd if=a.bin of=mnt/volume bs=1M oflag=direct conv=notrunc,fsync status=none
 
@@ -61,7 +57,7 @@ scenario() {
         [[ $(sb_role back/m1 0) -eq 65534 ]] ||
             fail "$name: writes were acknowledged, but m1's superblock does not mark m0 faulty"
     fi
-    start_mdfuse -o "bitmap=$tmpdir/bm/b" back/m0:back/m1 mnt
+    mount_array back/m0 back/m1
     for i in $(cat acked); do
         cmp -s <(dd if=mnt/volume bs=4k skip=$((i * 256)) count=1 status=none) "w$i" ||
             fail "$name: acknowledged write $i lost after the power cut and the next mount"

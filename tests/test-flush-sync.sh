@@ -19,11 +19,7 @@ requires perl
 
 make_tmpdir
 cd "$tmpdir" || exit 1
-make_bitmap_mount "$tmpdir/bm"
-mkdir -p back mnt
-faultfs_mount back m
-"$MDFUSECTL" create --size 16M --chunk 1M --bitmap bm/b m/m0 m/m1 >/dev/null
-start_mdfuse -o "bitmap=$tmpdir/bm/b" m/m0:m/m1 mnt
+make_array --faultfs
 # Every bit the test's writes need, set once and durable: no bitmap flush
 # in the timed part.
 dd if=/dev/zero of=mnt/volume bs=1M count=16 oflag=direct conv=notrunc,fsync status=none

@@ -28,15 +28,12 @@ requires e2fsck
 cycles=${KILL_CYCLES:-20}
 make_tmpdir
 cd "$tmpdir" || exit 1
-make_bitmap_mount "$tmpdir/bm"
-mkdir -p m mnt ext
+mkdir -p ext
 V=$((128 * 1024 * 1024))
 C=$((256 * 1024))
 export LOOP_SIZELIMIT=$((64 * 1024 * 1024))   # ext4 in the first half
-"$MDFUSECTL" create --size 128M --chunk 256K --bitmap bm/b m/m0 m/m1 >/dev/null
-
 # ext4 once, on a first mount, for the ext4 cycles.
-start_mdfuse -o "bitmap=$tmpdir/bm/b" m/m0:m/m1 mnt
+make_array --size 128M --chunk 256K
 attach_loop mnt/volume
 mkfs.ext4 -q -F "$loop_dev" || fail "mkfs.ext4 failed"
 detach_loop "$loop_dev"
@@ -72,7 +69,7 @@ writer_ext4() {
 }
 
 for ((cycle = 1; cycle <= cycles; cycle++)); do
-    start_mdfuse -o "bitmap=$tmpdir/bm/b" m/m0:m/m1 mnt
+    mount_array
     read -r copied chunks < <(resync_counts "$MDFUSE_LOG")
     if [[ $cycle -gt 1 ]]; then
         [[ $copied -eq $expect_copied ]] ||
@@ -131,7 +128,7 @@ for ((cycle = 1; cycle <= cycles; cycle++)); do
     if [[ $((cycle % 2)) -eq 0 ]]; then
         # Remount, replay the journal, check every fsynced file, clear them
         # out, and check the file system.
-        start_mdfuse -o "bitmap=$tmpdir/bm/b" m/m0:m/m1 mnt
+        mount_array
         read -r copied chunks < <(resync_counts "$MDFUSE_LOG")
         [[ $copied -eq $expect_copied ]] ||
             fail "cycle $cycle: resync copied $copied chunks, the bitmap had $expect_copied dirty"
@@ -159,7 +156,7 @@ for ((cycle = 1; cycle <= cycles; cycle++)); do
     info "cycle $cycle/$cycles: killed after ${kill_after}s, $(count_lines "$dirty") dirty, $(count_lines "$differ") differing"
 done
 
-start_mdfuse -o "bitmap=$tmpdir/bm/b" m/m0:m/m1 mnt
+mount_array
 stop_mdfuse
 assert_members_identical "$V" "$C" m/m0 m/m1
 echo "kill cycles: $cycles (resyncs copied $total_copied of $total_chunks chunks)"

@@ -24,10 +24,8 @@ requires fio
 
 make_tmpdir
 cd "$tmpdir" || exit 1
-make_bitmap_mount "$tmpdir/bm"
-mkdir -p m mnt
 V=$((64 * 1024 * 1024))
-"$MDFUSECTL" create --size 64M --chunk 1M --bitmap bm/b m/m0 m/m1 >/dev/null
+make_array --size 64M --no-mount
 nchunks=64
 
 # signal_stop SIGNAL: send SIGNAL to the daemon started last; it must exit
@@ -56,13 +54,13 @@ expect_stopped() {
 
 # remount_clean [OPTS]: mount again; nothing may be copied.
 remount_clean() {
-    start_mdfuse -o "bitmap=bm/b${1:+,$1}" m/m0:m/m1 mnt
+    mount_array ${1:+-o "$1"}
     [[ $(resync_counts "$MDFUSE_LOG") == "0 $nchunks" ]] ||
         fail "mount after a clean stop copied something: $(resync_counts "$MDFUSE_LOG")"
 }
 
 # --- mixed I/O, checked against a model file -------------------------------
-start_mdfuse -o bitmap=bm/b m/m0:m/m1 mnt
+mount_array
 random_file "$tmpdir/model" $V
 dd if=model of=mnt/volume bs=1M conv=notrunc,fsync status=none
 # Writers on disjoint quarters, each verifying what it wrote (fio's

@@ -16,13 +16,6 @@ chunk=$((1024 * 1024))
 nchunks=$((size / chunk))
 
 make_tmpdir
-make_bitmap_mount "$tmpdir/bm"
-mkdir "$tmpdir/members" "$tmpdir/mnt"
-m0=$tmpdir/members/m0.img
-m1=$tmpdir/members/m1.img
-bm=$tmpdir/bm/array.bitmap
-mnt=$tmpdir/mnt
-cleanup_fn unmount_if_mounted "$mnt"
 
 # mdadm_examine MEMBER: mdadm --examine output.  mdadm 4.2 reads a plain
 # file; should it want a block device, a read-only loop device stands in.
@@ -149,10 +142,11 @@ check_bitmap() {
     printf '%s\n' "$ndirty"
 }
 
-"$MDFUSECTL" create --chunk 1M --name mdadmtest --size 64M --bitmap "$bm" "$m0" "$m1"
+make_array --name mdadmtest --size 64M --no-mount
+m0=${ARRAY_MEMBERS[0]} m1=${ARRAY_MEMBERS[1]} bm=$ARRAY_BITMAP mnt=$ARRAY_MNT
 
 info "a clean array, after some writes and a clean unmount"
-start_mdfuse -o "bitmap=$bm" "$m0:$m1" "$mnt"
+mount_array
 random_file "$tmpdir/data" $((3 * 1024 * 1024))
 dd if="$tmpdir/data" of="$mnt/volume" bs=64K seek=100 conv=notrunc,fsync status=none
 stop_mdfuse
@@ -163,7 +157,7 @@ ndirty=$(check_bitmap "$bm")
 same "events: member vs bitmap" "$(examine "$m0" Events)" "$(examine_bitmap "$bm" Events)"
 
 info "an array whose daemon was SIGKILLed during writes"
-start_mdfuse -o "bitmap=$bm" "$m0:$m1" "$mnt"
+mount_array
 stop=$tmpdir/writer.stop
 # The writer stays in the first half of the volume, so that some bits
 # stay clear.
@@ -200,7 +194,7 @@ ndirty=$(check_bitmap "$bm")
 same "events: member vs bitmap" "$(examine "$m0" Events)" "$(examine_bitmap "$bm" Events)"
 
 info "remount: resync of the dirty chunks, then clean again"
-start_mdfuse -o "bitmap=$bm" "$m0:$m1" "$mnt"
+mount_array
 xy=$(resync_counts "$MDFUSE_LOG")
 [[ $xy == "$ndirty $nchunks" ]] || fail "resync '$xy', expected '$ndirty $nchunks'"
 stop_mdfuse

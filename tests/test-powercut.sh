@@ -94,15 +94,16 @@ info "seed $seed (POWERCUT_SEED=$seed replays the random choices)"
 
 make_tmpdir
 cd "$tmpdir" || exit 1
-mkdir -p back mfs bfs mnt
-make_bitmap_mount "$tmpdir/bback"
 V=$((128 * 1024 * 1024))
 C=$((256 * 1024))
 N=$((V / C))
 HALF=$((V / 2))
-"$MDFUSECTL" create --size 128M --chunk 256K --daemon-sleep 1 \
-    --bitmap bback/b back/m0 back/m1 >/dev/null
-members=(m0 m1) # the member files' names (in back/ and mfs/), slot order
+# The member files in back/, seen through faultfs on m/; the bitmap in the
+# tmpfs bmback/, through faultfs on bm/.  Each cycle mounts both again.
+make_array --faultfs --bitmap-faultfs --size 128M --chunk 256K --daemon-sleep 1 --no-mount
+faultfs_unmount m
+faultfs_unmount bm
+members=(m0 m1) # the member files' names (in back/ and m/), slot order
 
 t_start=$SECONDS
 total_acked=0 total_copied=0 stale_cuts=0 behind_cuts=0
@@ -114,22 +115,22 @@ pw_sum=0 pw_chunks=0 # m1's writes per copied chunk, for part 2
 
 # disks_mount MSEED BSEED: both faultfs instances, cache on.
 disks_mount() {
-    faultfs_mount back mfs "volatile,seed=$1"
-    faultfs_mount bback bfs "volatile,seed=$2"
+    faultfs_mount back m "volatile,seed=$1"
+    faultfs_mount bmback bm "volatile,seed=$2"
 }
 
 disks_unmount() {
-    faultfs_unmount mfs
-    faultfs_unmount bfs
+    faultfs_unmount m
+    faultfs_unmount bm
 }
 
 mdfuse_members() {
     local IFS=:
-    printf '%s\n' "${members[*]/#/mfs/}"
+    printf '%s\n' "${members[*]/#/m/}"
 }
 
 mount_volume() {
-    start_mdfuse -o "bitmap=$tmpdir/bfs/b" "$(mdfuse_members)" mnt
+    start_mdfuse -o "bitmap=$tmpdir/bm/b" "$(mdfuse_members)" mnt
 }
 
 # power_cut WHAT FIRST KEEP_MEMBERS KEEP_BITMAP: cut both instances, FIRST
@@ -137,13 +138,13 @@ mount_volume() {
 power_cut() {
     local what=$1 first=$2 km=$3 kb=$4
     if [[ $first == members ]]; then
-        faultfs_ctl mfs cut "$km"
-        faultfs_ctl bfs cut "$kb"
+        faultfs_ctl m cut "$km"
+        faultfs_ctl bm cut "$kb"
     else
-        faultfs_ctl bfs cut "$kb"
-        faultfs_ctl mfs cut "$km"
+        faultfs_ctl bm cut "$kb"
+        faultfs_ctl m cut "$km"
     fi
-    info "$what: power cut, $first first: members keep $km% ($(cut_note mfs) unsynced sectors), bitmap keeps $kb% ($(cut_note bfs))"
+    info "$what: power cut, $first first: members keep $km% ($(cut_note m) unsynced sectors), bitmap keeps $kb% ($(cut_note bm))"
 }
 
 # cut_note MNT: "KEPT of ALL", the unsynced sectors the cut kept.
@@ -166,10 +167,10 @@ read_held() {
     held_m=0 held_b=0
     while read -r k v; do
         if [[ $k == held_sectors ]]; then held_m=$v; fi
-    done <"$tmpdir/mfs/.faultfs"
+    done <"$tmpdir/m/.faultfs"
     while read -r k v; do
         if [[ $k == held_sectors ]]; then held_b=$v; fi
-    done <"$tmpdir/bfs/.faultfs"
+    done <"$tmpdir/bm/.faultfs"
 }
 
 # wait_unsynced TRIGGER: for a cut that tears something.  TRIGGER now:
@@ -280,7 +281,7 @@ analyze() {
         fail "$what: no member is current after the power cut (events: ${ev[*]}," \
             "recovering: ${rec[*]}): the next mount would refuse"
 
-    out=$("$MDFUSECTL" examine-bitmap bback/b 2>&1) || st=$?
+    out=$("$MDFUSECTL" examine-bitmap bmback/b 2>&1) || st=$?
     [[ $st -eq 0 || $st -eq 2 ]] || { printf '%s\n' "$out" >&2; fail "$what: mdfusectl examine-bitmap failed"; }
     bev=$(field Events <<<"$out") || fail "$what: bitmap: no Events"
     bec=$(field "Events Cleared" <<<"$out") || fail "$what: bitmap: no Events Cleared"
@@ -297,7 +298,7 @@ analyze() {
         fi
     fi
     if [[ -z $stale ]]; then
-        dirty=$(checked_dirty_chunks bback/b)
+        dirty=$(checked_dirty_chunks bmback/b)
     fi
 
     summary="events ${ev[*]}, bitmap $bev/$bec${stale:+ (stale: $stale)}, $(count_lines "$dirty") dirty"
@@ -420,7 +421,7 @@ fio_done() {
 # instance since it was mounted (0 before the first).
 pwrites() {
     awk -v k="pwrite:$1" '$1 == k { print $2; found = 1 } END { if (!found) print 0 }' \
-        "$tmpdir/mfs/.faultfs" || fail "cannot read mfs/.faultfs"
+        "$tmpdir/m/.faultfs" || fail "cannot read m/.faultfs"
 }
 
 # wait_pwrites FILE N WHAT: until faultfs has seen N writes to FILE on
@@ -476,8 +477,8 @@ for ((cycle = 1; cycle <= cycles; cycle++)); do
         fio_args=(cut $((region * HALF + at)) $((HALF - at)) "$engine" "$fseed"
             --rw=write:$((C / 1024 - 4))k --io_size=$((HALF * 4 / C))k --rate_iops=400)
     fi
-    faultfs_ctl mfs delay '*' fsync "$msync_us"
-    faultfs_ctl bfs delay '*' fsync "$bsync_us"
+    faultfs_ctl m delay '*' fsync "$msync_us"
+    faultfs_ctl bm delay '*' fsync "$bsync_us"
     noise=
     w0=$(pwrites m0)
     if [[ $((((cycle - 1) / 4) % 2)) -eq 1 ]]; then
@@ -527,7 +528,7 @@ if [[ -n $prev_log ]]; then
     verify_acked "cycle $cycles" "$prev_log"
     stop_mdfuse
     disks_unmount
-    [[ -z $(checked_dirty_chunks bback/b) ]] || fail "dirty bits after a clean unmount"
+    [[ -z $(checked_dirty_chunks bmback/b) ]] || fail "dirty bits after a clean unmount"
     assert_members_identical "$V" "$C" "${members[@]/#/back/}"
 fi
 t_loop=$((SECONDS - t_start))
@@ -551,8 +552,8 @@ bg_seq=0 mid_resync_cuts=0
 start_mdfuse_bg() {
     bg_seq=$((bg_seq + 1))
     bg_log=$tmpdir/mdfuse.bg.$bg_seq.log
-    info "starting in the background: mdfuse -f -o bitmap=$tmpdir/bfs/b $(mdfuse_members) mnt"
-    "$MDFUSE" -f -o "bitmap=$tmpdir/bfs/b" "$(mdfuse_members)" "$tmpdir/mnt" \
+    info "starting in the background: mdfuse -f -o bitmap=$tmpdir/bm/b $(mdfuse_members) mnt"
+    "$MDFUSE" -f -o "bitmap=$tmpdir/bm/b" "$(mdfuse_members)" "$tmpdir/mnt" \
         </dev/null >"$bg_log" 2>&1 &
     bg_pid=$!
     cleanup_fn kill_mdfuse_bg "$bg_pid"
@@ -599,13 +600,13 @@ for ((k = 1; k <= resync_cycles; k++)); do
                 dd of=back/m1 bs=512 seek=$((c * C / 512 + RANDOM % (C / 512))) \
                     conv=notrunc status=none || fail "planting in chunk $c"
             planted=$((planted + 1))
-        done < <(checked_dirty_chunks bback/b | shuf --random-source=<(yes "$seed$k") | head -n 24)
+        done < <(checked_dirty_chunks bmback/b | shuf --random-source=<(yes "$seed$k") | head -n 24)
     fi
     to_copy=$expect_copy
 
     disks_mount $((RANDOM + 1)) $((RANDOM + 1))
     delay_us=$((1500 + RANDOM % 1501))
-    faultfs_ctl mfs delay m1 pwrite "$delay_us"
+    faultfs_ctl m delay m1 pwrite "$delay_us"
     p0=$(pwrites m1)
     # The resync syncs its copies and clears their bits every 64 MiB
     # (core/array_impl.h): odd cycles cut after the first checkpoint.
@@ -662,20 +663,20 @@ for ((k = 1; k <= readd_cycles; k++)); do
     # flight at the cut must not tear an acknowledged one).
     start_fio p1 0 32M libaio $((RANDOM * 32768 + RANDOM)) --io_size=1200k
     fio_done p1
-    "$MDFUSECTL" fail mnt "$tmpdir/mfs/m1" >"$tmpdir/fail.out" ||
+    "$MDFUSECTL" fail mnt "$tmpdir/m/m1" >"$tmpdir/fail.out" ||
         fail "$what: mdfusectl fail m1 failed: $(cat "$tmpdir/fail.out")"
     start_fio p2 32M 32M libaio $((RANDOM * 32768 + RANDOM)) --io_size=1200k
     fio_done p2
     target_file=m1
     if [[ $((k % 3)) -eq 0 ]]; then
         # The disk under m1 is replaced: a new member, recovered in full.
-        "$MDFUSECTL" new-member --like mfs/m0 --slot 1 mfs/m1n >/dev/null ||
+        "$MDFUSECTL" new-member --like m/m0 --slot 1 m/m1n >/dev/null ||
             fail "$what: mdfusectl new-member failed"
         target_file=m1n
     fi
     delay_us=$((1500 + RANDOM % 1501))
-    faultfs_ctl mfs delay "$target_file" pwrite "$delay_us"
-    "$MDFUSECTL" re-add --no-wait mnt "$tmpdir/mfs/$target_file" >"$tmpdir/readd.out" ||
+    faultfs_ctl m delay "$target_file" pwrite "$delay_us"
+    "$MDFUSECTL" re-add --no-wait mnt "$tmpdir/m/$target_file" >"$tmpdir/readd.out" ||
         fail "$what: mdfusectl re-add failed: $(cat "$tmpdir/readd.out")"
     members=(m0 "$target_file")
     total=$(status_get mnt '.recovery.total_chunks // 0')

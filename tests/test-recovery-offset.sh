@@ -20,14 +20,11 @@ requires mdadm
 
 make_tmpdir
 cd "$tmpdir" || exit 1
-make_bitmap_mount "$tmpdir/bm"
-mkdir -p back mnt alone
-faultfs_mount back m
+mkdir -p alone
 V=$((256 * 1024 * 1024))
 C=$((1024 * 1024))
 nchunks=$((V / C))
-"$MDFUSECTL" create --size 256M --chunk 1M --bitmap bm/b m/m0 m/m1 >/dev/null
-start_mdfuse -o "bitmap=$tmpdir/bm/b" m/m0:m/m1 mnt
+make_array --faultfs --size 256M
 head -c $((8 * C)) /dev/urandom >a.bin
 dd if=a.bin of=mnt/volume bs=1M seek=10 oflag=direct conv=notrunc,fsync status=none
 
@@ -60,7 +57,7 @@ grep -q "Recovery Offset : $offset sectors" mdadm.out ||
 
 expect_mount_refused m1new -o "bitmap=$tmpdir/bm/b,degraded,force" m/m1new alone
 
-start_mdfuse -o "bitmap=$tmpdir/bm/b" m/m0:m/m1new mnt
+mount_array m/m0 m/m1new
 grep -q "resuming its recovery at sector $offset" "$MDFUSE_LOG" ||
     fail "the mount does not resume the recovery at $offset"
 read -r copied chunks < <(resync_counts "$MDFUSE_LOG")

@@ -18,12 +18,9 @@ requires mdadm
 
 make_tmpdir
 cd "$tmpdir" || exit 1
-make_bitmap_mount "$tmpdir/bm"
-mkdir -p m mnt
 V=$((64 * 1024 * 1024))
 C=$((1024 * 1024))
-"$MDFUSECTL" create --size 64M --chunk 1M --bitmap bm/b m/m0 m/m1 >/dev/null
-start_mdfuse -o "bitmap=$tmpdir/bm/b" m/m0:m/m1 mnt
+make_array --size 64M
 head -c $((8 * C)) /dev/urandom >data1
 dd if=data1 of=mnt/volume bs=1M seek=3 conv=notrunc,fsync status=none
 
@@ -63,7 +60,7 @@ assert_members_identical "$V" "$C" m/m0 m/m1new
     fail "the new member's events are not the array's"
 
 # The array now mounts with the new file in slot 1 and copies nothing.
-start_mdfuse -o "bitmap=$tmpdir/bm/b" m/m0:m/m1new mnt
+mount_array m/m0 m/m1new
 read -r copied _ < <(resync_counts "$MDFUSE_LOG")
 [[ $copied -eq 0 ]] || fail "the mount after the replacement copied $copied chunks"
 stop_mdfuse

@@ -24,10 +24,8 @@ requires unshare
 
 make_tmpdir
 cd "$tmpdir" || exit 1
-make_bitmap_mount "$tmpdir/bm"
-mkdir -p m mnt
 V=$((32 * 1024 * 1024))
-"$MDFUSECTL" create --size 32M --chunk 1M --bitmap bm/b m/m0 m/m1 >/dev/null
+make_array --size 32M --no-mount
 
 # --- mount.fuse3 and fstab ------------------------------------------------
 # mount(8) runs helpers with a fixed PATH; give it our binary there for the
@@ -91,7 +89,7 @@ done
 info "man pages render: ok"
 
 # --- progress in a pipe, and the map ------------------------------------
-start_mdfuse -o "bitmap=$tmpdir/bm/b" m/m0:m/m1 mnt
+mount_array
 dd if=/dev/urandom of=mnt/volume bs=1M count=2 seek=10 conv=notrunc,fsync status=none
 "$MDFUSECTL" check mnt >"$tmpdir/check.out" 2>&1 || fail "check failed"
 if grep -q $'\r' "$tmpdir/check.out" "$MDFUSE_LOG"; then
@@ -140,7 +138,7 @@ expect_fail "m0.*permission denied.*run as root" setpriv --reuid=65534 \
     --regid=65534 --clear-groups "$MDFUSE" -f -o "bitmap=$tmpdir/bm/b" \
     "$tmpdir/m/m0:$tmpdir/m/m1" "$tmpdir/mnt"
 # A dead mount left by a killed daemon: say so, and how to clear it.
-start_mdfuse -o "bitmap=$tmpdir/bm/b" m/m0:m/m1 mnt
+mount_array
 dead_pid=$MDFUSE_PID
 kill_mdfuse_pid "$dead_pid"
 expect_fail "dead FUSE mount.*fusermount3 -u -z" timeout -k 5 30 "$MDFUSE" -f -o "bitmap=$tmpdir/bm/b" \
