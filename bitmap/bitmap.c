@@ -391,7 +391,8 @@ bitmap_set_all (struct bitmap *bm)
 }
 
 int
-bitmap_clear_range (struct bitmap *bm, uint64_t first, uint64_t n)
+bitmap_clear_synced (struct bitmap *bm, uint64_t first, uint64_t n,
+                     uint32_t epoch)
 {
   pthread_mutex_lock (&bm->lock);
   if (!bm->clearing_allowed) {
@@ -401,7 +402,8 @@ bitmap_clear_range (struct bitmap *bm, uint64_t first, uint64_t n)
   }
   for (uint64_t c = first; c < first + n && c < bm->nchunks; c++) {
     uint8_t *byte = &bm->buf[bitmap_bit_byte (c)];
-    if ((*byte & bitmap_bit_mask (c)) && bm->inflight[c] == 0) {
+    if ((*byte & bitmap_bit_mask (c)) && bm->inflight[c] == 0
+        && bm->last_done_epoch[c] < epoch) {
       *byte &= (uint8_t) ~bitmap_bit_mask (c);
       bm->dirty--;
       mark_page_changed (bm, page_of_chunk (c));
@@ -410,6 +412,21 @@ bitmap_clear_range (struct bitmap *bm, uint64_t first, uint64_t n)
   int r = flush_now_locked (bm);
   pthread_mutex_unlock (&bm->lock);
   return r;
+}
+
+int
+bitmap_clear_range (struct bitmap *bm, uint64_t first, uint64_t n)
+{
+  return bitmap_clear_synced (bm, first, n, UINT32_MAX);
+}
+
+uint32_t
+bitmap_next_epoch (struct bitmap *bm)
+{
+  pthread_mutex_lock (&bm->lock);
+  uint32_t e = ++bm->epoch;
+  pthread_mutex_unlock (&bm->lock);
+  return e;
 }
 
 bool

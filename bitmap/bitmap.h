@@ -48,8 +48,17 @@ int bitmap_write_header (struct bitmap *bm);
 /* Set every bit and make it durable (a full resync). */
 int bitmap_set_all (struct bitmap *bm);
 /* Clear chunks [FIRST, FIRST+N) whose counter is 0 and make that durable.
- * Only for copies already durable on every member (resync). */
+ * Only for copies already durable on every member, with no user write
+ * since (a resync before the volume is served). */
 int bitmap_clear_range (struct bitmap *bm, uint64_t first, uint64_t n);
+/* For a resync while users write: a new epoch begins, and writes that
+ * complete from now on carry it.  Call before the member sync that is to
+ * cover the copies; then bitmap_clear_synced with what this returned
+ * clears only chunks whose last write completed before, so that sync
+ * covered it. */
+uint32_t bitmap_next_epoch (struct bitmap *bm);
+int bitmap_clear_synced (struct bitmap *bm, uint64_t first, uint64_t n,
+                         uint32_t epoch);
 
 bool bitmap_test (struct bitmap *bm, uint64_t chunk);
 /* The first set bit at or after FROM, or bitmap_nchunks if none. */

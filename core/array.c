@@ -169,6 +169,8 @@ array_assemble (struct io_file **members, size_t n, struct io_file *bitmap_io,
   }
 
   a->clearer.sleep = BITMAP_DEFAULT_DAEMON_SLEEP;
+  a->resync.rate_min = ARRAY_RESYNC_RATE_MIN;
+  a->resync.rate_max = ARRAY_RESYNC_RATE_MAX;
   struct bitmap_header h = bin.hdr;
   if (plan.bitmap != BITMAP_UNUSED) {
     if (h.daemon_sleep >= 1 && h.daemon_sleep <= 3600)
@@ -263,8 +265,10 @@ sync_active_members (void *arg)
 int64_t
 array_clear_pass (struct array *a)
 {
-  if (!bitmap_guards_writes (a)
-      || !all_active (a))
+  /* During the resync only its checkpoints clear bits: a pass here could
+   * clear a chunk it has not copied yet. */
+  if (!bitmap_guards_writes (a) || !all_active (a)
+      || __atomic_load_n (&a->resync.running, __ATOMIC_ACQUIRE))
     return 0;
   int64_t r = bitmap_clear_pass (a->bitmap.bm, sync_active_members, a);
   if (bitmap_failed (a->bitmap.bm))
@@ -331,13 +335,18 @@ array_close (struct array *a, bool clean)
     a->clearer.running = false;
   }
 
-  /* Background recovery and check end first: they hold ranges and may
-   * write superblocks. */
+  /* Background resync, recovery and check end first: they hold ranges
+   * and may write superblocks.  A resync stops at its next chunk, its
+   * last checkpoint durable. */
   pthread_mutex_lock (&a->sb_lock);
   __atomic_store_n (&a->stopping, true, __ATOMIC_RELEASE);
   while (a->recovery.running || a->check.running)
     pthread_cond_wait (&a->bg_cond, &a->sb_lock);
   pthread_mutex_unlock (&a->sb_lock);
+  array_resync_wait (a, NULL);
+  /* Where the resync did not reach, the members may still differ: those
+   * bits stay, and without a bitmap resync_offset says where to resume. */
+  bool whole = a->resync.done || a->resync.need == NULL;
 
   int r = 0;
   if (clean && active_count (a) > 0) {
@@ -346,18 +355,31 @@ array_close (struct array *a, bool clean)
     pthread_mutex_lock (&a->sb_lock);
     if (r == 0 && bitmap_in_use (a) && all_active (a)) {
       /* Every member is durable and whole: header first, then the
-       * cleared pages (SPEC §5, clean unmount). */
+       * cleared pages (SPEC §5, clean unmount); only where the resync
+       * made the members the same, if it did not end. */
       bitmap_set_events_cleared (a->bitmap.bm, a->events + 1);
       r = bitmap_write_header (a->bitmap.bm);
-      if (r == 0)
-        r = bitmap_clear_range (a->bitmap.bm, 0, bitmap_nchunks (a->bitmap.bm));
+      for (uint64_t c = 0; r == 0 && c < bitmap_nchunks (a->bitmap.bm);) {
+        uint64_t end = c;
+        while (end < bitmap_nchunks (a->bitmap.bm)
+               && (whole || !a->resync.need[end]))
+          end++;
+        if (end > c)
+          r = bitmap_clear_range (a->bitmap.bm, c, end - c);
+        c = end + 1;
+      }
       if (r < 0) {
         set_bitmap_use (a, BITMAP_FAILING);
         r = 0;                  /* the events bump below makes it stale */
       }
     }
     if (r == 0) {
-      a->resync_offset = SB_RESYNC_CLEAN;
+      if (whole || a->bitmap.bm)
+        a->resync_offset = SB_RESYNC_CLEAN;
+      else {                    /* no bitmap: resume where it stopped */
+        uint64_t at = a->resync.pos * a->resync.chunk / 512;
+        a->resync_offset = at > a->resync_from ? at : a->resync_from;
+      }
       r = array_bump_events_locked (a);
     }
     pthread_mutex_unlock (&a->sb_lock);
@@ -371,6 +393,7 @@ array_close (struct array *a, bool clean)
     io_close (a->retired[i]);
   bitmap_free (a->bitmap.bm);
   io_close (a->bitmap.io);
+  free (a->resync.need);
   rangelock_destroy (&a->rl);
   pthread_mutex_destroy (&a->sb_lock);
   pthread_mutex_destroy (&a->clearer.lock);

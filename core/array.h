@@ -44,8 +44,23 @@ void array_set_resync_progress (struct array *a, struct progress *p);
  * returns -ECANCELED).  Async-signal-safe. */
 void array_request_stop (struct array *a);
 
-/* Step 5: resync the current members, recover the behind ones. */
+/* Step 5: resync the current members, recover the behind ones, in the
+ * calling thread; 0, -ECANCELED after array_request_stop, or a negative
+ * errno. */
 int array_resync (struct array *a, struct array_resync_stats *stats);
+/* The same in the background, while the volume is served (SPEC §8): call
+ * after array_start_daemon.  Reads of chunks not yet copied go to the
+ * source; writes go on under the range lock.  0 when it started (or there
+ * was nothing to copy), or a negative errno. */
+int array_resync_start (struct array *a);
+/* Wait for the background resync to end; its result (as array_resync). */
+int array_resync_wait (struct array *a, struct array_resync_stats *stats);
+/* The resync's rates in bytes/s: it never goes faster than MAX (0: no
+ * limit), nor faster than MIN while users do I/O (md's speed_limit_min
+ * and speed_limit_max). */
+void array_set_resync_rate (struct array *a, uint64_t min, uint64_t max);
+#define ARRAY_RESYNC_RATE_MIN (1ull << 20)     /* md: 1000 KiB/s */
+#define ARRAY_RESYNC_RATE_MAX (1ull << 30)     /* md: 200000 KiB/s */
 
 /* I/O on the volume.  Return bytes transferred or a negative errno. */
 ssize_t array_read (struct array *a, void *buf, size_t len, uint64_t off);

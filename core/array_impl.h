@@ -19,6 +19,7 @@
 #include "common/fanout.h"
 #include "common/progress.h"
 #include "common/rangelock.h"
+#include "common/throttle.h"
 #include "core/superblock.h"
 
 #define COPY_BUF_SIZE (4u << 20)
@@ -77,16 +78,54 @@ struct check_job {
   bool running, repair;
   uint64_t pos, total, mismatches, repaired;
   uint64_t rate;                /* bytes/s, 0 = unlimited */
+  struct throttle throttle;
   double start;
   bool done_once;
   char source[64];
+};
+
+/* What the resync copies, decided before the first copy (resync.c). */
+struct resync_plan {
+  uint64_t chunk, nchunks;
+  /* Per slot: copy the set bits; copy everything from full_from on (and
+   * the set bits below it: a recovery resumed at its recovery offset);
+   * copy everything from from_chunk on (no bitmap, dirty shutdown). */
+  bool bits_target[ASSEMBLE_MAX_SLOTS];
+  bool full_target[ASSEMBLE_MAX_SLOTS];
+  uint64_t full_from[ASSEMBLE_MAX_SLOTS];
+  bool current_target[ASSEMBLE_MAX_SLOTS];
+  uint64_t from_chunk;
+  bool any_behind, any_target;
+  bool bits_only;               /* only set bits anywhere: skip clean runs */
+  uint64_t total;               /* chunks to copy */
+};
+
+/* The resync after a mount, in the background (resync.c). */
+struct resync_job {
+  struct resync_plan plan;
+  pthread_t thread;
+  bool running;                 /* its thread has not ended (sb_lock) */
+  bool started;                 /* its thread is still to be joined */
+  bool done;                    /* every copy is durable */
+  int result;
+  /* One byte per chunk: the current members may differ there, and the
+   * copy is not durable yet.  Reads touching one go to the source alone.
+   * need_count: how many are set (atomic), 0 for the fast path. */
+  uint8_t *need;
+  uint64_t need_count;
+  uint64_t chunk, nchunks;
+  uint64_t pos, copied;         /* chunks walked, chunks copied (atomic) */
+  double start;
+  uint64_t rate_min, rate_max;  /* bytes/s (md's speed_limit_min/max) */
+  struct array_resync_stats stats;
 };
 
 struct array {
   /* The members and their superblocks (sb_lock). */
   uint32_t nslots;
   struct array_member m[ASSEMBLE_MAX_SLOTS];
-  uint32_t reference;           /* a current slot to copy from */
+  uint32_t reference;           /* the source: the first current member
+                                 * (atomic; the next one if it fails) */
   struct md_sb tmpl;            /* array-wide superblock fields */
   uint64_t volume_bytes;
   uint64_t events;              /* guarded by sb_lock */
@@ -124,9 +163,11 @@ struct array {
   struct io_file *retired[ASSEMBLE_MAX_SLOTS * 4];
   size_t nretired;
 
-  /* The mount-time resync (array_resync). */
+  /* The resync after the mount. */
+  struct resync_job resync;
   struct array_resync_stats last_resync;
   struct progress *resync_progress;
+  uint64_t user_io;             /* user reads and writes so far (atomic) */
 };
 
 static inline enum bitmap_use
@@ -239,6 +280,10 @@ int array_member_sync (struct array *a, uint32_t slot);
  * error when no member could supply it. */
 int array_read_any (struct array *a, void *buf, size_t len, uint64_t off,
                     uint32_t first);
+
+/* [OFF, OFF+LEN) touches a chunk the current members may still differ
+ * in (resync.c): read it from the source alone. */
+bool array_range_needs_resync (struct array *a, uint64_t off, uint64_t len);
 
 /* Write BUF to every slot in TARGETS that is active or recovering (copy.c).
  * A target that fails is failed (SPEC §6); WRITTEN[s] says which got it.

@@ -15,6 +15,7 @@
 
 #include "core/array_impl.h"
 #include "common/log.h"
+#include "common/throttle.h"
 #include "common/util.h"
 
 #define CHECK_PIECE (1u << 20)
@@ -59,24 +60,6 @@ any_behind (struct array *a)
     if (state_of (a, s) == MEMBER_RECOVERING)
       return true;
   return false;
-}
-
-/* Sleep to keep under the rate, in slices, so a stop is not held up. */
-static void
-rate_limit (struct array *a, uint64_t done)
-{
-  if (a->check.rate == 0)
-    return;
-  double should = (double) done / (double) a->check.rate;
-  while (!__atomic_load_n (&a->stopping, __ATOMIC_ACQUIRE)) {
-    double d = should - (now_seconds () - a->check.start);
-    if (d <= 0)
-      break;
-    if (d > 0.1)
-      d = 0.1;
-    struct timespec ts = { 0, (long) (d * 1e9) };
-    nanosleep (&ts, NULL);
-  }
 }
 
 /* Rewrite the members whose piece [OFF, OFF+LEN) differs from the
@@ -178,7 +161,7 @@ check_main (void *arg)
     rangelock_release (&a->rl, &lk);
     done += len;
     __atomic_store_n (&a->check.pos, done, __ATOMIC_RELAXED);
-    rate_limit (a, done);
+    throttle_wait (&a->check.throttle, done, a->check.rate, &a->stopping);
   }
   if (r == 0 && a->check.repair)
     r = array_flush (a);
@@ -211,6 +194,13 @@ array_check_start (struct array *a, bool repair, uint64_t rate, char *msg,
     snprintf (msg, msglen, "a check is already running");
     r = -EBUSY;
   }
+  else if (a->resync.running) {
+    /* A repair could rewrite a chunk after the resync copied it, and a
+     * check would report what the resync is about to make the same. */
+    snprintf (msg, msglen, "the resync is running; check when it is done "
+              "(mdfusectl wait)");
+    r = -EBUSY;
+  }
   else if (a->recovery.running || any_behind (a)) {
     /* A repair could rewrite a chunk after the recovery copied it. */
     snprintf (msg, msglen, "a member is being recovered; check when it is "
@@ -230,6 +220,7 @@ array_check_start (struct array *a, bool repair, uint64_t rate, char *msg,
     a->check.mismatches = a->check.repaired = 0;
     a->check.source[0] = '\0';
     a->check.start = now_seconds ();
+    throttle_set (&a->check.throttle, 0, rate);
     int e = pthread_create (&a->check.thread, NULL, check_main, a);
     if (e) {
       snprintf (msg, msglen, "cannot start the check thread: %s",

@@ -39,13 +39,19 @@ array_read_any (struct array *a, void *buf, size_t len, uint64_t off,
   return r;
 }
 
-/* The member a read starts with.  A read that continues the last read of
- * an active member stays on that member: one sequential stream reads one
- * file, whose readahead then runs ahead of it (alternating would show each
- * member a stride and defeat it).  Other reads take turns. */
+/* The member a read starts with.  A read of a chunk the resync has not
+ * made the same on every current member yet goes to the source, so that
+ * two reads with no write between them see the same data (SPEC §8).  A
+ * read that continues the last read of an active member stays on that
+ * member: one sequential stream reads one file, whose readahead then runs
+ * ahead of it (alternating would show each member a stride and defeat
+ * it).  Other reads take turns. */
 static uint32_t
 read_balance (struct array *a, uint64_t off, size_t len)
 {
+  __atomic_add_fetch (&a->user_io, 1, __ATOMIC_RELAXED);
+  if (array_range_needs_resync (a, off, len))
+    return __atomic_load_n (&a->reference, __ATOMIC_ACQUIRE);
   uint32_t s = a->nslots;
   for (uint32_t i = 0; i < a->nslots; i++)
     if (__atomic_load_n (&a->m[i].read_next, __ATOMIC_RELAXED) == off
@@ -130,6 +136,7 @@ array_write (struct array *a, const void *buf, size_t len, uint64_t off)
     return 0;
   if (active_count (a) == 0)
     return -EIO;
+  __atomic_add_fetch (&a->user_io, 1, __ATOMIC_RELAXED);
   int r = array_mark_active (a);
   if (r < 0)
     return -EIO;

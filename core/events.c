@@ -198,6 +198,24 @@ out_on_disk_locked (struct array *a, uint32_t slot)
     ? 0 : -EIO;
 }
 
+/* The source (the first current member) failed: the next current member
+ * takes over.  For chunks the resync has not copied yet either copy is a
+ * valid outcome of the writes that were not acknowledged (SPEC §8). */
+static void
+next_source_locked (struct array *a, uint32_t failed)
+{
+  for (uint32_t k = 1; k < a->nslots; k++) {
+    uint32_t s = (failed + k) % a->nslots;
+    if (state_of (a, s) == MEMBER_ACTIVE) {
+      __atomic_store_n (&a->reference, s, __ATOMIC_RELEASE);
+      if (__atomic_load_n (&a->resync.need_count, __ATOMIC_ACQUIRE) > 0)
+        log_warn ("%s: the resync's source failed; %s is the source now",
+                  a->m[failed].io->name, a->m[s].io->name);
+      return;
+    }
+  }
+}
+
 int
 array_member_failed (struct array *a, uint32_t slot, int err,
                      enum member_io what, uint64_t off, uint64_t len)
@@ -229,6 +247,8 @@ array_member_failed (struct array *a, uint32_t slot, int err,
         bitmap_allow_clearing (a->bitmap.bm, false);
       log_error ("%s: %s failed: %s; member marked faulty, the volume goes "
                  "on degraded", a->m[slot].io->name, name, strerror (-err));
+      if (slot == __atomic_load_n (&a->reference, __ATOMIC_ACQUIRE))
+        next_source_locked (a, slot);
     }
     else if (st == MEMBER_RECOVERING) {
       /* Already faulty in every superblock: just stop recovering it. */

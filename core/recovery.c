@@ -196,6 +196,12 @@ array_readd_member (struct array *a, struct io_file *io, uint32_t same_slot,
 
   pthread_mutex_lock (&a->sb_lock);
   int st = state_of (a, slot);
+  if (a->resync.running) {
+    snprintf (msg, msglen, "the resync is running; re-add when it is done "
+              "(mdfusectl wait)");
+    r = -EBUSY;
+    goto refuse;
+  }
   if (a->recovery.running) {
     snprintf (msg, msglen, "a recovery is already running; try again when "
               "it ends");

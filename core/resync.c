@@ -1,7 +1,16 @@
-/* Resync at mount (SPEC §5 step 5): copy the chunks the bitmap marks (or
- * everything) from the first current member to the others and to the
- * members that are behind, checkpointing so that a crash resumes where it
- * stood. */
+/* The resync after a mount (SPEC §5 step 5, §8): copy the chunks the
+ * bitmap marks (or everything) from the source, the first current member,
+ * to the other current members and to the members that are behind,
+ * checkpointing so that a crash resumes where it stood.  It runs in the
+ * background while the volume is served (array_resync_start), or in the
+ * caller (array_resync).
+ *
+ * While it runs, `need` marks the chunks where the current members may
+ * still differ: a read touching one goes to the source alone, so two reads
+ * see the same data (datapath.c).  Each copy holds the range lock that
+ * user writes take; a chunk leaves `need` once its copy is durable, and
+ * its bit is cleared only if no user write to it completed after the
+ * checkpoint's member sync began (bitmap_clear_synced). */
 #include <config.h>
 
 #include <errno.h>
@@ -13,6 +22,7 @@
 
 #include "core/array_impl.h"
 #include "common/log.h"
+#include "common/throttle.h"
 #include "common/util.h"
 
 
@@ -28,11 +38,49 @@ array_set_resync_progress (struct array *a, struct progress *p)
   a->resync_progress = p;
 }
 
+/* ---- the chunks the current members may differ in ---- */
+
+static void
+need_set (struct array *a, uint64_t c)
+{
+  struct resync_job *j = &a->resync;
+  if (!__atomic_exchange_n (&j->need[c], 1, __ATOMIC_ACQ_REL))
+    __atomic_add_fetch (&j->need_count, 1, __ATOMIC_ACQ_REL);
+}
+
+static void
+need_clear (struct array *a, uint64_t first, uint64_t end)
+{
+  struct resync_job *j = &a->resync;
+  for (uint64_t c = first; c < end; c++)
+    if (__atomic_exchange_n (&j->need[c], 0, __ATOMIC_ACQ_REL))
+      __atomic_sub_fetch (&j->need_count, 1, __ATOMIC_ACQ_REL);
+}
+
+bool
+array_range_needs_resync (struct array *a, uint64_t off, uint64_t len)
+{
+  struct resync_job *j = &a->resync;
+  if (__atomic_load_n (&j->need_count, __ATOMIC_ACQUIRE) == 0 || len == 0)
+    return false;
+  uint64_t first = off / j->chunk, last = (off + len - 1) / j->chunk;
+  for (uint64_t c = first; c <= last && c < j->nchunks; c++)
+    if (__atomic_load_n (&j->need[c], __ATOMIC_ACQUIRE))
+      return true;
+  return false;
+}
+
+/* ---- checkpoints ---- */
+
+/* fdatasync every active member and every target written: the copies
+ * made so far, and the user writes that completed before, are durable. */
 static int
-sync_targets (struct array *a, const bool *written)
+sync_members (struct array *a, const bool *written)
 {
   for (uint32_t s = 0; s < a->nslots; s++) {
-    if (!written[s] || state_of (a, s) == MEMBER_FAULTY)
+    int st = state_of (a, s);
+    if (st == MEMBER_FAULTY || st == MEMBER_MISSING
+        || (st == MEMBER_RECOVERING && !written[s]))
       continue;
     int r = array_member_sync (a, s);
     /* A member that failed is out of the array now; one still active
@@ -43,22 +91,20 @@ sync_targets (struct array *a, const bool *written)
   return 0;
 }
 
-/* A checkpoint: make the copies of chunks [FIRST, END) durable on the
- * members written, then clear their bits (or advance resync_offset).  It
- * runs on its own thread while the next chunks are copied: a fdatasync
- * makes durable everything written before it, and the bits go only after
- * it returns, so a crash still resumes at or before the first chunk whose
- * copy is not durable.  One checkpoint at a time, in order. */
+/* A checkpoint: make the copies of chunks [FIRST, END) durable, then take
+ * them out of `need`, advance the recovery offsets, and clear their bits
+ * (or advance resync_offset).  It runs on its own thread while the next
+ * chunks are copied: a fdatasync makes durable everything written before
+ * it, and the bits go only after it returns, so a crash still resumes at
+ * or before the first chunk whose copy is not durable.  One checkpoint at
+ * a time, in order. */
 struct checkpoint
 {
   struct array *a;
+  const struct resync_plan *p;
   bool written[ASSEMBLE_MAX_SLOTS];
-  /* Behind members recovered in full: their recovery offset advances to
-   * the checkpoint's end once their copies are durable. */
-  const bool *full_target;
   uint64_t first, end;          /* chunks */
-  uint64_t chunk;
-  bool last, any_behind;
+  bool last;
   bool running;
   pthread_t thread;
   int r;
@@ -68,12 +114,19 @@ static int
 checkpoint_run (struct checkpoint *k)
 {
   struct array *a = k->a;
-  int r = sync_targets (a, k->written);
-  uint64_t done = k->end * k->chunk / 512;
+  const struct resync_plan *p = k->p;
+  /* A user write to these chunks that completes from here on may not be
+   * covered by the sync below: its bit stays. */
+  uint32_t epoch = a->bitmap.bm ? bitmap_next_epoch (a->bitmap.bm) : 0;
+  int r = sync_members (a, k->written);
+  if (r < 0)
+    return r;
+  need_clear (a, k->first, k->end);
+  uint64_t done = k->end * p->chunk / 512;
   if (done > a->volume_bytes / 512)
     done = a->volume_bytes / 512;
-  for (uint32_t s = 0; s < a->nslots && r == 0; s++)
-    if (k->full_target[s] && state_of (a, s) == MEMBER_RECOVERING
+  for (uint32_t s = 0; s < a->nslots; s++)
+    if (p->full_target[s] && state_of (a, s) == MEMBER_RECOVERING
         && done > a->m[s].recover_from) {
       /* A member that fails here is left out; the resync goes on. */
       if (array_write_recovery_sb (a, s, done, false) == 0)
@@ -81,13 +134,20 @@ checkpoint_run (struct checkpoint *k)
     }
   /* Bits go only while every slot is active: a missing, faulty or behind
    * member may still need them (md's NEEDED). */
-  if (r == 0 && bitmap_in_use (a) && !k->any_behind && all_active (a)
-      && bitmap_clear_range (a->bitmap.bm, k->first, k->end - k->first) < 0)
+  if (bitmap_in_use (a) && !p->any_behind && all_active (a)
+      && bitmap_clear_synced (a->bitmap.bm, k->first, k->end - k->first,
+                              epoch) < 0)
     r = array_bitmap_failed (a);
-  if (r == 0 && !a->bitmap.bm && a->resync_from != UINT64_MAX) {
+  /* Without a bitmap, the progress goes into resync_offset, but only
+   * while no user write has come: from the first one on, the superblocks
+   * say 0 (md's "active"), and a crash resyncs everything. */
+  if (r == 0 && !a->bitmap.bm && a->resync_from != UINT64_MAX
+      && !__atomic_load_n (&a->marked_active, __ATOMIC_ACQUIRE)) {
     pthread_mutex_lock (&a->sb_lock);
-    a->resync_offset = k->last ? SB_RESYNC_CLEAN : k->end * k->chunk / 512;
-    r = array_bump_events_locked (a);
+    if (!a->marked_active) {
+      a->resync_offset = k->last ? SB_RESYNC_CLEAN : done;
+      r = array_bump_events_locked (a);
+    }
     pthread_mutex_unlock (&a->sb_lock);
   }
   return r;
@@ -124,38 +184,27 @@ checkpoint_start (struct checkpoint *k)
   return checkpoint_run (k);
 }
 
-/* What the resync copies, decided before the first copy (plan). */
-struct resync_plan {
-  uint64_t chunk, nchunks;
-  /* Per slot: copy the set bits; copy everything from full_from on (and
-   * the set bits below it: a recovery resumed at its recovery offset);
-   * copy everything from from_chunk on (no bitmap, dirty shutdown). */
-  bool bits_target[ASSEMBLE_MAX_SLOTS];
-  bool full_target[ASSEMBLE_MAX_SLOTS];
-  uint64_t full_from[ASSEMBLE_MAX_SLOTS];
-  bool current_target[ASSEMBLE_MAX_SLOTS];
-  uint64_t from_chunk;
-  bool any_behind, any_target;
-  bool bits_only;               /* only set bits anywhere: skip clean runs */
-};
+/* ---- plan, copy, finish ---- */
 
-static void
-resync_plan (struct array *a, struct resync_plan *p,
-             struct array_resync_stats *st)
+/* Decide what to copy; mark the chunks the current members may differ in
+ * (`need`).  0 or -ENOMEM. */
+static int
+resync_plan (struct array *a, struct resync_plan *p)
 {
   memset (p, 0, sizeof *p);
+  struct resync_job *j = &a->resync;
   p->chunk = array_copy_unit (a);
   p->nchunks = bitmap_chunks (a->volume_bytes, p->chunk);
   p->from_chunk = a->resync_from == UINT64_MAX ? p->nchunks
     : a->resync_from * 512 / p->chunk;
-  bool any_full = false, any_current = false;
+  bool any_full = false, any_current = false, active_full = false;
   for (uint32_t s = 0; s < a->nslots; s++) {
     if (s == a->reference)
       continue;
     int state = state_of (a, s);
     if (state == MEMBER_ACTIVE) {
       if (a->bitmap.stale_at_mount && bitmap_use (a) != BITMAP_IN_USE)
-        p->full_target[s] = true;       /* stale bits not rebuilt */
+        p->full_target[s] = active_full = true; /* stale bits not rebuilt */
       else if (a->bitmap.bm)
         p->bits_target[s] = true;
       else if (a->resync_from != UINT64_MAX)
@@ -183,18 +232,53 @@ resync_plan (struct array *a, struct resync_plan *p,
       || p->full_target[s];
   }
   p->bits_only = a->bitmap.bm != NULL && !any_full && !any_current;
-  st->chunks_total = p->nchunks;
-  st->full = a->bitmap.stale_at_mount
-    || (!a->bitmap.bm && a->resync_from != UINT64_MAX) || any_full;
+
+  j->chunk = p->chunk;
+  j->nchunks = p->nchunks;
+  j->need = calloc (p->nchunks ? p->nchunks : 1, 1);
+  if (!j->need) {
+    log_error ("out of memory for the resync");
+    return -ENOMEM;
+  }
+  /* The current members may differ where a bit is set (or everywhere the
+   * plan copies to a current member without bits); behind members are
+   * never read, so they add nothing here. */
+  bool active_bits = false;
+  for (uint32_t s = 0; s < a->nslots; s++)
+    active_bits |= p->bits_target[s] && state_of (a, s) == MEMBER_ACTIVE;
+  for (uint64_t c = 0; c < p->nchunks; c++) {
+    bool differ = active_full || (any_current && c >= p->from_chunk)
+      || (active_bits && bitmap_test (a->bitmap.bm, c));
+    bool copied = false;
+    for (uint32_t s = 0; s < a->nslots && !copied; s++)
+      copied = (p->full_target[s] && c >= p->full_from[s])
+        || (p->current_target[s] && c >= p->from_chunk)
+        || ((p->bits_target[s] || p->full_target[s]) && a->bitmap.bm
+            && bitmap_test (a->bitmap.bm, c));
+    if (differ)
+      need_set (a, c);
+    p->total += copied;
+  }
+  return 0;
 }
 
-/* Copy every chunk the plan names, with a checkpoint every
- * RESYNC_CHECKPOINT_BYTES (and at the end).  0, -ECANCELED when stopped
- * (the last checkpoint durable), or a negative errno. */
+/* The source of the next copy: the first current member, or the next one
+ * once it failed (array_member_failed moves it). */
+static uint32_t
+resync_source (struct array *a)
+{
+  return __atomic_load_n (&a->reference, __ATOMIC_ACQUIRE);
+}
+
+/* Copy every chunk the plan names, each under the range lock, with a
+ * checkpoint every RESYNC_CHECKPOINT_BYTES (and at the end), at the rate
+ * the throttle allows.  0, -ECANCELED when stopped (the last checkpoint
+ * durable), or a negative errno. */
 static int
 resync_copy (struct array *a, const struct resync_plan *p,
              struct array_resync_stats *st)
 {
+  struct resync_job *j = &a->resync;
   uint8_t *buf = NULL;
   if (posix_memalign ((void **) &buf, 4096, COPY_BUF_SIZE) != 0) {
     log_error ("out of memory for the resync buffer");
@@ -204,9 +288,10 @@ resync_copy (struct array *a, const struct resync_plan *p,
   bool written[ASSEMBLE_MAX_SLOTS] = { 0 };
   uint64_t pending_first = 0, pending_bytes = 0;
   uint64_t ahead = 0;           /* bits_only: the first dirty chunk after c */
-  struct checkpoint ck = { .a = a, .chunk = chunk,
-                           .any_behind = p->any_behind,
-                           .full_target = p->full_target };
+  struct checkpoint ck = { .a = a, .p = p };
+  struct throttle th;
+  uint64_t user_io = __atomic_load_n (&a->user_io, __ATOMIC_RELAXED);
+  throttle_set (&th, 0, 0);
   int r = 0;
 
   for (uint64_t c = 0; c < nchunks && r == 0; c++) {
@@ -229,31 +314,49 @@ resync_copy (struct array *a, const struct resync_plan *p,
        * this one are cleared meanwhile, by the checkpoints.) */
       ahead = bitmap_next_dirty (a->bitmap.bm, c + 1);
       if (ahead < nchunks)
-        io_advise_willneed (a->m[a->reference].io, ahead * chunk, chunk);
+        io_advise_willneed (a->m[resync_source (a)].io, ahead * chunk,
+                            chunk);
     }
     bool dirty = a->bitmap.bm && bitmap_test (a->bitmap.bm, c);
+    uint32_t src = resync_source (a);
     bool want[ASSEMBLE_MAX_SLOTS];
     bool any = false;
     for (uint32_t s = 0; s < a->nslots; s++) {
-      want[s] = (p->full_target[s] && (c >= p->full_from[s] || dirty))
-        || (dirty && p->bits_target[s])
-        || (p->current_target[s] && c >= p->from_chunk);
+      want[s] = s != src
+        && ((p->full_target[s] && (c >= p->full_from[s] || dirty))
+            || (dirty && p->bits_target[s])
+            || (p->current_target[s] && c >= p->from_chunk));
       any |= want[s];
     }
     if (any) {
       uint64_t start = c * chunk;
       uint64_t end = start + chunk < a->volume_bytes ? start + chunk
         : a->volume_bytes;
+      /* Users may write meanwhile: as fast as the maximum rate when they
+       * are idle, no faster than the minimum when they are not (md's
+       * speed_limit_min/max). */
+      uint64_t io_now = __atomic_load_n (&a->user_io, __ATOMIC_RELAXED);
+      uint64_t rate = io_now != user_io
+        ? __atomic_load_n (&j->rate_min, __ATOMIC_RELAXED)
+        : __atomic_load_n (&j->rate_max, __ATOMIC_RELAXED);
+      user_io = io_now;
+      throttle_wait (&th, st->bytes_copied, rate, &a->stopping);
+
+      struct rangelock_entry lk;
+      rangelock_acquire (&a->rl, &lk, start, end);
       bool got[ASSEMBLE_MAX_SLOTS];
-      r = array_copy_range (a, a->reference, want, start, end, buf,
+      r = array_copy_range (a, src, want, start, end, buf,
                             COPY_BUF_SIZE, MEMBER_IO_RESYNC_WRITE, got);
+      rangelock_release (&a->rl, &lk);
       for (uint32_t s = 0; s < a->nslots; s++)
         written[s] |= got[s];
       st->chunks_copied++;
       st->bytes_copied += end - start;
       pending_bytes += end - start;
+      __atomic_store_n (&j->copied, st->chunks_copied, __ATOMIC_RELAXED);
     }
 
+    __atomic_store_n (&j->pos, c + 1, __ATOMIC_RELAXED);
     if (a->resync_progress)
       progress_update (a->resync_progress, (c + 1) * chunk < a->volume_bytes
                        ? (c + 1) * chunk : a->volume_bytes, a->volume_bytes);
@@ -292,6 +395,7 @@ static int
 resync_finish (struct array *a, const struct resync_plan *p)
 {
   int r = 0;
+  need_clear (a, 0, p->nchunks);
   pthread_mutex_lock (&a->sb_lock);
   bool recovered = false;
   for (uint32_t s = 0; s < a->nslots; s++) {
@@ -305,7 +409,9 @@ resync_finish (struct array *a, const struct resync_plan *p)
     r = array_bump_events_locked (a);
   if (a->resync_from != UINT64_MAX && !a->bitmap.bm) {
     a->resync_from = UINT64_MAX;
-    if (a->resync_offset != SB_RESYNC_CLEAN && r == 0) {
+    /* Once a user write came, the superblocks say 0 until a clean
+     * shutdown: a crash with writes in flight resyncs everything. */
+    if (a->resync_offset != SB_RESYNC_CLEAN && !a->marked_active && r == 0) {
       a->resync_offset = SB_RESYNC_CLEAN;
       r = array_bump_events_locked (a);
     }
@@ -313,30 +419,159 @@ resync_finish (struct array *a, const struct resync_plan *p)
   pthread_mutex_unlock (&a->sb_lock);
 
   /* With every member in sync and durable, the bits behind the copies can
-   * go (none was cleared while a member was behind). */
+   * go (none was cleared while a member was behind); not those of user
+   * writes that completed after the sync below began. */
   if (r == 0 && bitmap_in_use (a) && all_active (a)) {
     bitmap_allow_clearing (a->bitmap.bm, true);
-    if (p->any_behind && bitmap_clear_range (a->bitmap.bm, 0, p->nchunks) < 0)
-      r = array_bitmap_failed (a);
+    if (p->any_behind) {
+      uint32_t epoch = bitmap_next_epoch (a->bitmap.bm);
+      bool none[ASSEMBLE_MAX_SLOTS] = { 0 };
+      r = sync_members (a, none);
+      if (r == 0 && bitmap_clear_synced (a->bitmap.bm, 0, p->nchunks,
+                                         epoch) < 0)
+        r = array_bitmap_failed (a);
+    }
   }
   if (r == 0 && a->bitmap.bm && bitmap_failed (a->bitmap.bm))
     r = array_bitmap_failed (a);
   return r;
 }
 
-int
-array_resync (struct array *a, struct array_resync_stats *st)
+/* The whole resync, in the calling thread. */
+static int
+resync_run (struct array *a, struct array_resync_stats *st)
 {
-  memset (st, 0, sizeof *st);
+  struct resync_job *j = &a->resync;
   double t0 = now_seconds ();
-  struct resync_plan p;
-  resync_plan (a, &p, st);
-  int r = p.any_target ? resync_copy (a, &p, st) : 0;
+  int r = j->plan.any_target ? resync_copy (a, &j->plan, st) : 0;
   if (a->resync_progress)
     progress_end (a->resync_progress);
   if (r == 0)
-    r = resync_finish (a, &p);
+    r = resync_finish (a, &j->plan);
   st->seconds = now_seconds () - t0;
   a->last_resync = *st;
   return r < 0 ? r : 0;
+}
+
+static void
+resync_log (struct array *a, const struct array_resync_stats *st, int r)
+{
+  char bytes[32];
+  format_bytes (st->bytes_copied, bytes, sizeof bytes);
+  if (r == 0)
+    log_info ("resync: copied %" PRIu64 " of %" PRIu64 " chunks (%" PRIu64
+              " bytes, %s) in %.3f s%s", st->chunks_copied, st->chunks_total,
+              st->bytes_copied, bytes, st->seconds, st->full ? " (full)" : "");
+  else if (r == -ECANCELED)
+    log_warn ("resync stopped after %" PRIu64 " of %" PRIu64 " chunks; the "
+              "next mount resumes it", st->chunks_copied,
+              a->resync.plan.total);
+  else
+    log_error ("resync failed after %" PRIu64 " chunks: %s; the volume "
+               "stays degraded until the next mount", st->chunks_copied,
+               strerror (-r));
+}
+
+static int
+resync_prepare (struct array *a, struct array_resync_stats *st)
+{
+  struct resync_job *j = &a->resync;
+  memset (st, 0, sizeof *st);
+  int r = resync_plan (a, &j->plan);
+  if (r < 0)
+    return r;
+  st->chunks_total = j->plan.nchunks;
+  st->full = a->bitmap.stale_at_mount
+    || (!a->bitmap.bm && a->resync_from != UINT64_MAX);
+  for (uint32_t s = 0; s < a->nslots; s++)
+    st->full |= j->plan.full_target[s];
+  j->start = now_seconds ();
+  return 0;
+}
+
+int
+array_resync (struct array *a, struct array_resync_stats *st)
+{
+  int r = resync_prepare (a, st);
+  if (r == 0)
+    r = resync_run (a, st);
+  a->resync.result = r;
+  a->resync.done = r == 0;
+  return r;
+}
+
+static void *
+resync_main (void *arg)
+{
+  struct array *a = arg;
+  struct resync_job *j = &a->resync;
+  struct array_resync_stats st = j->stats;
+  int r = resync_run (a, &st);
+  resync_log (a, &st, r);
+  pthread_mutex_lock (&a->sb_lock);
+  j->stats = st;
+  j->result = r;
+  j->done = r == 0;
+  j->running = false;
+  pthread_cond_broadcast (&a->bg_cond);
+  pthread_mutex_unlock (&a->sb_lock);
+  return NULL;
+}
+
+int
+array_resync_start (struct array *a)
+{
+  struct resync_job *j = &a->resync;
+  int r = resync_prepare (a, &j->stats);
+  if (r < 0)
+    return r;
+  if (!j->plan.any_target) {
+    /* Nothing to copy: finish here (a mount with nothing to resync). */
+    r = resync_run (a, &j->stats);
+    j->result = r;
+    j->done = r == 0;
+    return r;
+  }
+  /* Bits go only at this resync's checkpoints until it ends: a clearing
+   * pass must not clear a chunk it has not copied. */
+  pthread_mutex_lock (&a->sb_lock);
+  j->running = true;
+  int e = pthread_create (&j->thread, NULL, resync_main, a);
+  if (e) {
+    j->running = false;
+    pthread_mutex_unlock (&a->sb_lock);
+    log_error ("cannot start the resync thread: %s", strerror (e));
+    return -e;
+  }
+  j->started = true;
+  pthread_mutex_unlock (&a->sb_lock);
+  log_info ("resync: %" PRIu64 " of %" PRIu64 " chunks to copy%s, in the "
+            "background", j->plan.total, j->plan.nchunks,
+            j->stats.full ? " (full)" : "");
+  return 0;
+}
+
+int
+array_resync_wait (struct array *a, struct array_resync_stats *st)
+{
+  struct resync_job *j = &a->resync;
+  pthread_mutex_lock (&a->sb_lock);
+  while (j->running)
+    pthread_cond_wait (&a->bg_cond, &a->sb_lock);
+  bool join = j->started;
+  j->started = false;
+  int r = j->result;
+  if (st)
+    *st = j->stats;
+  pthread_mutex_unlock (&a->sb_lock);
+  if (join)
+    pthread_join (j->thread, NULL);
+  return r;
+}
+
+void
+array_set_resync_rate (struct array *a, uint64_t min, uint64_t max)
+{
+  __atomic_store_n (&a->resync.rate_min, min, __ATOMIC_RELAXED);
+  __atomic_store_n (&a->resync.rate_max, max, __ATOMIC_RELAXED);
 }
