@@ -172,7 +172,23 @@ struct array_status {
     uint64_t rate_limit;        /* bytes/s asked for, 0 = unlimited */
   } check;
 
-  /* The resync at mount. */
+  /* The resync after the mount, while it runs in the background. */
+  struct {
+    bool running;
+    bool full;                  /* everything is copied */
+    uint64_t done_chunks, total_chunks;
+    uint64_t chunk_size;        /* bytes */
+    uint64_t differ_chunks;     /* not yet the same on every current
+                                 * member: read from the source alone */
+    double seconds;             /* since it started */
+    uint64_t rate;              /* bytes/s so far */
+    uint64_t rate_min, rate_max;        /* bytes/s; max 0: unlimited */
+  } resync;
+  /* The resync after the mount did not end well: it failed, or it was
+   * stopped (the next mount resumes it).  0 while running or when done. */
+  int resync_error;
+
+  /* The resync at mount, once it ended. */
   struct array_resync_stats last_resync;
 };
 

@@ -528,6 +528,7 @@ array_resync_start (struct array *a)
   if (!j->plan.any_target) {
     /* Nothing to copy: finish here (a mount with nothing to resync). */
     r = resync_run (a, &j->stats);
+    resync_log (a, &j->stats, r);
     j->result = r;
     j->done = r == 0;
     return r;

@@ -88,6 +88,26 @@ array_get_status (struct array *a, struct array_status *st)
   }
   st->check.rate_limit = a->check.rate;
 
+  const struct resync_job *j = &a->resync;
+  st->resync.rate_min = __atomic_load_n (&j->rate_min, __ATOMIC_RELAXED);
+  st->resync.rate_max = __atomic_load_n (&j->rate_max, __ATOMIC_RELAXED);
+  if (j->running) {
+    st->resync.running = true;
+    st->resync.full = j->stats.full;
+    st->resync.done_chunks = __atomic_load_n (&j->copied, __ATOMIC_RELAXED);
+    st->resync.total_chunks = j->plan.total;
+    if (st->resync.done_chunks > st->resync.total_chunks)
+      st->resync.total_chunks = st->resync.done_chunks;
+    st->resync.chunk_size = j->chunk;
+    st->resync.differ_chunks = __atomic_load_n (&j->need_count,
+                                                __ATOMIC_RELAXED);
+    st->resync.seconds = now - j->start;
+    st->resync.rate = rate_of (st->resync.done_chunks * j->chunk,
+                               st->resync.seconds);
+  }
+  else if (!j->done && j->need)
+    st->resync_error = j->result < 0 ? j->result : -EIO;
+
   st->last_resync = a->last_resync;
   pthread_mutex_unlock (&a->sb_lock);
   return 0;

@@ -190,6 +190,46 @@ admin_check (struct mdfuse *mf, const char *arg, char *msg, size_t len)
   return array_check_start (mf->array, repair, rate, msg, len);
 }
 
+/* "min=SIZE,max=SIZE" (either may be left out; max=0: no limit). */
+static int
+admin_resync_rate (struct mdfuse *mf, const char *arg, char *msg, size_t len)
+{
+  struct array_status *st = malloc (sizeof *st);
+  if (!st) {
+    snprintf (msg, len, "out of memory");
+    return -ENOMEM;
+  }
+  array_get_status (mf->array, st);
+  uint64_t min = st->resync.rate_min, max = st->resync.rate_max;
+  free (st);
+  char copy[4096];
+  snprintf (copy, sizeof copy, "%s", arg);
+  for (char *save = NULL, *tok = strtok_r (copy, ",", &save); tok;
+       tok = strtok_r (NULL, ",", &save)) {
+    if (strncmp (tok, "min=", 4) == 0 && parse_size (tok + 4, &min) == 0)
+      ;
+    else if (strncmp (tok, "max=", 4) == 0 && parse_size (tok + 4, &max) == 0)
+      ;
+    else {
+      snprintf (msg, len, "resync-rate: '%.100s' is not min=SIZE or "
+                "max=SIZE", tok);
+      return -EINVAL;
+    }
+  }
+  if (max && min > max) {
+    snprintf (msg, len, "resync-rate: the minimum is above the maximum");
+    return -EINVAL;
+  }
+  array_set_resync_rate (mf->array, min, max);
+  char mn[32], mx[32];
+  format_bytes (min, mn, sizeof mn);
+  format_bytes (max, mx, sizeof mx);
+  snprintf (msg, len, "resync rate: min %s/s, max %s/s", mn,
+            max ? mx : "unlimited");
+  log_info ("%s", msg);
+  return 0;
+}
+
 void
 op_setxattr (fuse_req_t req, fuse_ino_t ino, const char *name,
              const char *value, size_t size, int flags)
@@ -220,6 +260,8 @@ op_setxattr (fuse_req_t req, fuse_ino_t ino, const char *name,
     r = admin_readd (mf, arg, msg, sizeof msg);
   else if (strcmp (what, "check") == 0)
     r = admin_check (mf, arg, msg, sizeof msg);
+  else if (strcmp (what, "resync-rate") == 0)
+    r = admin_resync_rate (mf, arg, msg, sizeof msg);
   else {
     fuse_reply_err (req, ENOTSUP);
     return;

@@ -29,6 +29,8 @@ static const struct fuse_opt mdfuse_opts[] = {
   OPT ("force", force),
   OPT ("bitmap_same_device", bitmap_same_device),
   OPT ("nouring", nouring),
+  { "resync_min=%s", offsetof (struct mdfuse_config, resync_min), 0 },
+  { "resync_max=%s", offsetof (struct mdfuse_config, resync_max), 0 },
   FUSE_OPT_END
 };
 
@@ -124,6 +126,16 @@ main (int argc, char **argv)
   if (stop_init (&mf) < 0)
     goto out_session;
 
+  uint64_t rate_min = ARRAY_RESYNC_RATE_MIN, rate_max = ARRAY_RESYNC_RATE_MAX;
+  if ((conf.resync_min && parse_size (conf.resync_min, &rate_min) < 0)
+      || (conf.resync_max && parse_size (conf.resync_max, &rate_max) < 0)
+      || (rate_max && rate_min > rate_max)) {
+    log_error ("-o resync_min=%s,resync_max=%s: not sizes per second, or "
+               "the minimum is above the maximum",
+               conf.resync_min ? conf.resync_min : "",
+               conf.resync_max ? conf.resync_max : "");
+    goto out_session;
+  }
   mf.array = mdfuse_open_array (&conf, opts.mountpoint);
   if (!mf.array)
     goto out_session;
@@ -131,29 +143,9 @@ main (int argc, char **argv)
   if (conf.force)
     log_warn ("-o force: going on although a newer member may be missing");
 
-  struct array_resync_stats rs;
-  struct progress prog;
-  progress_init (&prog, stderr, "resync");
-  array_set_resync_progress (mf.array, &prog);
-  int resync_r = array_resync (mf.array, &rs);
-  array_set_resync_progress (mf.array, NULL);
-  if (resync_r < 0 || stop_was_requested ()) {
-    if (resync_r == -ECANCELED)
-      log_warn ("resync interrupted; not mounting (the next mount resumes "
-                "it)");
-    else
-      log_error ("resync failed; not mounting");
-    /* Not a clean shutdown: the bits of what was not copied stay set. */
-    stop_close ();
-    array_close (mf.array, false);
-    mf.array = NULL;
-    goto out_session;
-  }
-  char bytes[32];
-  format_bytes (rs.bytes_copied, bytes, sizeof bytes);
-  log_info ("resync: copied %" PRIu64 " of %" PRIu64 " chunks (%" PRIu64
-            " bytes, %s) in %.3f s%s", rs.chunks_copied, rs.chunks_total,
-            rs.bytes_copied, bytes, rs.seconds, rs.full ? " (full)" : "");
+  array_set_resync_rate (mf.array, rate_min, rate_max);
+  if (stop_was_requested ())
+    goto out_array;
 
   if (fuse_session_mount (se, opts.mountpoint) != 0) {
     log_error ("%s: cannot mount", opts.mountpoint);
@@ -166,6 +158,10 @@ main (int argc, char **argv)
   if (!opts.foreground && stop_start_watcher () < 0)
     goto out_unmount;
   if (array_start_daemon (mf.array) < 0)
+    goto out_unmount;
+  /* The resync runs in the background while the volume is served: reads
+   * of chunks it has not copied yet go to the source (SPEC §8). */
+  if (array_resync_start (mf.array) < 0)
     goto out_unmount;
   /* The session loop (loop.c), or libfuse's with -o nouring or -s. */
   if (!conf.nouring && !opts.singlethread)
@@ -218,6 +214,8 @@ out:
   free (opts.mountpoint);
   free (conf.members);
   free (conf.bitmap);
+  free (conf.resync_min);
+  free (conf.resync_max);
   fuse_opt_free_args (&args);
   return rc;
 }

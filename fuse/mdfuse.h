@@ -26,6 +26,7 @@ struct mdfuse_config {
   int force;
   int bitmap_same_device;
   int nouring;
+  char *resync_min, *resync_max;        /* sizes per second */
 };
 
 struct loop;
@@ -72,7 +73,7 @@ struct array *mdfuse_open_array (struct mdfuse_config *conf,
 /* stop.c: SIGTERM, SIGINT and SIGHUP. */
 int stop_init (struct mdfuse *mf);
 int stop_start_watcher (void);
-/* The array a stop during the resync stops (NULL: none). */
+/* The array a stop before serving stops (NULL: none). */
 void stop_set_array (struct array *a);
 /* The session a stop ends, once serving. */
 void stop_serving (struct fuse_session *se);

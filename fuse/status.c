@@ -87,6 +87,21 @@ status_render_text (const struct array_status *st, char *buf, size_t len)
                    st->recovery.total_chunks, st->recovery.chunk_size,
                    st->recovery.rate);
   }
+  if (st->resync.running) {
+    char mn[32], mx[32];
+    format_bytes (st->resync.rate_min, mn, sizeof mn);
+    format_bytes (st->resync.rate_max, mx, sizeof mx);
+    out (&o, "resync : running%s, %" PRIu64 " chunks still read from the "
+         "source alone (rate min %s/s, max %s/s)\n",
+         st->resync.full ? " (full)" : "", st->resync.differ_chunks, mn,
+         st->resync.rate_max ? mx : "unlimited");
+    progress_line (&o, "resync", st->resync.done_chunks,
+                   st->resync.total_chunks, st->resync.chunk_size,
+                   st->resync.rate);
+  }
+  else if (st->resync_error)
+    out (&o, "resync : not finished (%s); the next mount resumes it\n",
+         strerror (-st->resync_error));
   const char *check = st->check.repair ? "repair" : "check";
   if (st->check.running) {
     out (&o, "%s : running, %" PRIu64 " mismatched chunks so far\n", check,
@@ -176,6 +191,23 @@ json_status (const struct array_status *st)
     add (recovery, "seconds", fixed (st->recovery.seconds, 1));
   }
   add (o, "recovery", recovery);
+
+  struct json_object *resyncing = NULL;
+  if (st->resync.running) {
+    resyncing = json_object_new_object ();
+    add (resyncing, "full", json_object_new_boolean (st->resync.full));
+    add (resyncing, "done_chunks", u64 (st->resync.done_chunks));
+    add (resyncing, "total_chunks", u64 (st->resync.total_chunks));
+    add (resyncing, "chunk_size", u64 (st->resync.chunk_size));
+    add (resyncing, "differ_chunks", u64 (st->resync.differ_chunks));
+    add (resyncing, "seconds", fixed (st->resync.seconds, 1));
+    add (resyncing, "rate", u64 (st->resync.rate));
+  }
+  add (o, "resync", resyncing);
+  add (o, "resync_error", st->resync_error
+       ? json_object_new_string (strerror (-st->resync_error)) : NULL);
+  add (o, "resync_rate_min", u64 (st->resync.rate_min));
+  add (o, "resync_rate_max", u64 (st->resync.rate_max));
 
   struct json_object *check = json_object_new_object ();
   add (check, "running", json_object_new_boolean (st->check.running));

@@ -22,19 +22,20 @@
 /* Stopping.
  *
  * SIGTERM, SIGINT and SIGHUP ask for a clean shutdown.  The handler only
- * posts a semaphore; a watcher thread decides: during the mount-time
- * resync it stops the resync (the next mount resumes it); while serving,
+ * posts a semaphore; a watcher thread decides: before the volume is
+ * served it stops the mount; while serving,
  * it holds the stop as long as `volume` is open (a loop device or a
  * program still uses it: stopping would fail their I/O) and carries it
  * out when the last open closes (stop_volume_closed); then it ends the
- * FUSE loop, after which main shuts the array down cleanly.  A program
+ * FUSE loop, after which main shuts the array down cleanly (a background
+ * resync stops at its next chunk; the next mount resumes it).  A program
  * that closes the volume and signals at once is served either way: its
  * RELEASE may reach us after the signal. */
 
 static sem_t stop_sem;
 static struct mdfuse *stop_mf;
-/* stop_lock guards what the watcher acts on: the array (during the
- * resync), the session (while serving), and whether main is shutting
+/* stop_lock guards what the watcher acts on: the array (before serving),
+ * the session (while serving), and whether main is shutting
  * down (after which the watcher touches nothing). */
 static pthread_mutex_t stop_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct array *stop_array;
@@ -92,8 +93,8 @@ stop_watcher (void *arg)
       __atomic_store_n (&stop_requested, 1, __ATOMIC_RELEASE);
       if (stop_array)
         array_request_stop (stop_array);
-      log_warn ("stop requested during the resync: stopping it; the next "
-                "mount resumes it");
+      log_warn ("stop requested before the volume is served: not "
+                "mounting");
     }
     else {
       /* Pending first, then the count: a close between the two either

@@ -480,3 +480,138 @@ cmd_check (int argc, char **argv)
     usleep (200000);
   }
 }
+
+/* ---- wait, resync-rate ---- */
+
+/* What `wait` follows: the resync, a recovery, the volume's state. */
+struct sync_view {
+  bool resyncing;
+  const char *resync_error;     /* the resync did not end (NULL: it did) */
+  uint64_t done_bytes, total_bytes;
+  struct recovery_view rec;
+};
+
+static int
+sync_view (const char *mnt, struct json_object *j, struct sync_view *v)
+{
+  memset (v, 0, sizeof *v);
+  struct json_object *rs, *err;
+  if (recovery_view (mnt, j, &v->rec) < 0
+      || field (mnt, j, NULL, "resync", json_type_object, true, &rs) < 0
+      || field (mnt, j, NULL, "resync_error", json_type_string, true,
+                &err) < 0)
+    return -EPROTO;
+  if (err)
+    v->resync_error = json_object_get_string (err);
+  if (rs) {
+    uint64_t done = 0, total = 0, chunk = 0;
+    if (field_u64 (mnt, rs, "resync", "done_chunks", &done) < 0
+        || field_u64 (mnt, rs, "resync", "total_chunks", &total) < 0
+        || field_u64 (mnt, rs, "resync", "chunk_size", &chunk) < 0)
+      return -EPROTO;
+    v->resyncing = true;
+    v->done_bytes = done * chunk;
+    v->total_bytes = total * chunk;
+  }
+  return 0;
+}
+
+/* mdadm --wait: block until the volume is in sync (no resync, no
+ * recovery), with a progress bar on a terminal.  0 when it is whole and
+ * in sync; 1 when it cannot get there (degraded, failed, the resync
+ * failed or was stopped). */
+int
+cmd_wait (int argc, char **argv)
+{
+  static const struct option longopts[] = {
+    { "help", no_argument, NULL, 'h' },
+    { NULL, 0, NULL, 0 },
+  };
+  int c;
+  while ((c = getopt_long (argc, argv, "h", longopts, NULL)) != -1) {
+    switch (c) {
+    case 'h': usage (stdout, "wait"); return 0;
+    default: usage (stderr, "wait"); return 1;
+    }
+  }
+  if (optind + 1 != argc) {
+    usage (stderr, "wait");
+    return 1;
+  }
+  const char *mnt = argv[optind];
+  struct progress prog;
+  progress_init (&prog, stdout, "resync");
+  for (;;) {
+    struct json_object *j = get_status (mnt);
+    if (!j)
+      return 1;
+    struct sync_view v;
+    int r = sync_view (mnt, j, &v);
+    if (r < 0) {
+      json_object_put (j);
+      return 1;
+    }
+    if (!v.resyncing && !v.rec.running && !v.rec.recovering) {
+      progress_end (&prog);
+      int rc = 0;
+      if (v.resync_error) {
+        log_error ("%s: the resync did not finish (%s); the next mount "
+                   "resumes it", mnt, v.resync_error);
+        rc = 1;
+      }
+      else if (!v.rec.whole) {
+        log_error ("%s: in sync, but not whole: a member is missing or "
+                   "faulty (see mdfusectl status)", mnt);
+        rc = 1;
+      }
+      else
+        printf ("%s: in sync\n", mnt);
+      json_object_put (j);
+      return rc;
+    }
+    json_object_put (j);
+    if (v.resyncing)
+      progress_update (&prog, v.done_bytes, v.total_bytes);
+    else
+      progress_update (&prog, v.rec.done_bytes, v.rec.total_bytes);
+    usleep (200000);
+  }
+}
+
+/* The resync's rate limits while it runs (md's speed_limit_min/max). */
+int
+cmd_resync_rate (int argc, char **argv)
+{
+  static const struct option longopts[] = {
+    { "min", required_argument, NULL, 'm' },
+    { "max", required_argument, NULL, 'M' },
+    { "help", no_argument, NULL, 'h' },
+    { NULL, 0, NULL, 0 },
+  };
+  const char *min = NULL, *max = NULL;
+  uint64_t dummy;
+  int c;
+  while ((c = getopt_long (argc, argv, "h", longopts, NULL)) != -1) {
+    switch (c) {
+    case 'm':
+    case 'M':
+      if (parse_size (optarg, &dummy) < 0) {
+        log_error ("--%s %s: not a size (bytes per second)",
+                   c == 'm' ? "min" : "max", optarg);
+        return 1;
+      }
+      *(c == 'm' ? &min : &max) = optarg;
+      break;
+    case 'h': usage (stdout, "resync-rate"); return 0;
+    default: usage (stderr, "resync-rate"); return 1;
+    }
+  }
+  if (optind + 1 != argc || (!min && !max)) {
+    usage (stderr, "resync-rate");
+    return 1;
+  }
+  char arg[128];
+  snprintf (arg, sizeof arg, "%s%s%s%s%s", min ? "min=" : "", min ? min : "",
+            min && max ? "," : "", max ? "max=" : "", max ? max : "");
+  return send_command (argv[optind], "resync-rate", arg);
+}

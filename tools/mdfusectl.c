@@ -26,6 +26,8 @@ static const struct command {
   { "fail", cmd_fail, "MOUNTPOINT MEMBER" },
   { "re-add", cmd_readd, "[--no-wait] MOUNTPOINT MEMBER" },
   { "check", cmd_check, "[--repair] [--rate SIZE] [--no-wait] MOUNTPOINT" },
+  { "wait", cmd_wait, "MOUNTPOINT" },
+  { "resync-rate", cmd_resync_rate, "[--min SIZE] [--max SIZE] MOUNTPOINT" },
 };
 
 #define NCOMMANDS (sizeof commands / sizeof commands[0])

@@ -24,6 +24,7 @@ void draw_map (const uint8_t *file, uint64_t nchunks, uint64_t chunk,
                char dirty_char);
 
 /* client.c */
-command_fn cmd_status, cmd_fail, cmd_readd, cmd_check;
+command_fn cmd_status, cmd_fail, cmd_readd, cmd_check, cmd_wait,
+  cmd_resync_rate;
 
 #endif
