@@ -224,8 +224,8 @@ admin_resync_rate (struct mdfuse *mf, const char *arg, char *msg, size_t len)
   char mn[32], mx[32];
   format_bytes (min, mn, sizeof mn);
   format_bytes (max, mx, sizeof mx);
-  snprintf (msg, len, "resync rate: min %s/s, max %s/s", mn,
-            max ? mx : "unlimited");
+  snprintf (msg, len, "resync rate: min %s/s, max %s%s", mn,
+            max ? mx : "unlimited", max ? "/s" : "");
   log_info ("%s", msg);
   return 0;
 }

@@ -92,9 +92,10 @@ status_render_text (const struct array_status *st, char *buf, size_t len)
     format_bytes (st->resync.rate_min, mn, sizeof mn);
     format_bytes (st->resync.rate_max, mx, sizeof mx);
     out (&o, "resync : running%s, %" PRIu64 " chunks still read from the "
-         "source alone (rate min %s/s, max %s/s)\n",
+         "source alone (rate min %s/s, max %s%s)\n",
          st->resync.full ? " (full)" : "", st->resync.differ_chunks, mn,
-         st->resync.rate_max ? mx : "unlimited");
+         st->resync.rate_max ? mx : "unlimited",
+         st->resync.rate_max ? "/s" : "");
     progress_line (&o, "resync", st->resync.done_chunks,
                    st->resync.total_chunks, st->resync.chunk_size,
                    st->resync.rate);
@@ -115,10 +116,11 @@ status_render_text (const struct array_status *st, char *buf, size_t len)
          st->check.mismatches, rewritten ? ", rewritten from the " : "",
          rewritten ? st->check.source : "");
   }
-  out (&o, "resync at mount : copied %" PRIu64 " of %" PRIu64
-       " chunks (%" PRIu64 " bytes) in %.3f s\n",
-       st->last_resync.chunks_copied, st->last_resync.chunks_total,
-       st->last_resync.bytes_copied, st->last_resync.seconds);
+  if (!st->resync.running)
+    out (&o, "resync at mount : copied %" PRIu64 " of %" PRIu64
+         " chunks (%" PRIu64 " bytes) in %.3f s\n",
+         st->last_resync.chunks_copied, st->last_resync.chunks_total,
+         st->last_resync.bytes_copied, st->last_resync.seconds);
   return (int) o.used;
 }
 
