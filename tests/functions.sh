@@ -353,7 +353,8 @@ _show_log() {
 
 # start_mdfuse ARG... MOUNTPOINT: run "$MDFUSE -f ARG... MOUNTPOINT" in the
 # background, its output in a log file, and wait until MOUNTPOINT is a FUSE
-# mount holding `volume`.  Sets MDFUSE_PID, MDFUSE_MNT (canonical) and
+# mount holding `volume`, then (unless MDFUSE_NO_WAIT is set) until its
+# background resync has ended.  Sets MDFUSE_PID, MDFUSE_MNT (canonical) and
 # MDFUSE_LOG.  At exit the daemon (that pid only) is stopped and its mount
 # removed.
 start_mdfuse() {
@@ -394,6 +395,14 @@ start_mdfuse() {
         fi
         sleep 0.1
     done
+    # The volume is served at once; the resync runs in the background.
+    # Unless MDFUSE_NO_WAIT is set, wait for it to end (mdfusectl wait),
+    # so that a test sees the members as the resync leaves them.  wait
+    # fails on a volume that is not whole (a degraded mount): that is for
+    # the test to judge.
+    if [[ -z ${MDFUSE_NO_WAIT:-} ]]; then
+        "$MDFUSECTL" wait "$mnt" >/dev/null 2>&1 || true
+    fi
 }
 
 # stop_mdfuse: clean unmount (fusermount3 -u) of the daemon started last,

@@ -47,9 +47,10 @@ cleanup_fn unmount_if_mounted "$tmpdir/mnt"
 [[ $(stat -c %s mnt/volume) -eq $V ]] || fail "volume is not $V bytes"
 dd if=/dev/urandom of=mnt/volume bs=1M count=3 seek=4 conv=notrunc,fsync status=none
 [[ $(dirty_chunks bm/b | wc -l) -ge 3 ]] || fail "writes through mount(8) set no bits"
-# The resync line went to the terminal of mount(8), before detaching.
-grep -q "resync: copied 0 of 32 chunks" "$tmpdir/mount.err" ||
-    fail "mount(8) did not show the resync line: $(cat "$tmpdir/mount.err")"
+# The volume is served before the resync (in the background, after the
+# daemon detached): a mount with nothing to resync says nothing.
+[[ ! -s $tmpdir/mount.err ]] ||
+    fail "mount(8) printed something for a clean mount: $(cat "$tmpdir/mount.err")"
 umount "$tmpdir/mnt" || fail "umount failed"
 # umount returns before the daemon has written its last superblocks.
 for _ in $(seq 50); do
