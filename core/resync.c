@@ -235,6 +235,8 @@ resync_plan (struct array *a, struct resync_plan *p)
 
   j->chunk = p->chunk;
   j->nchunks = p->nchunks;
+  free (j->need);
+  j->need_count = 0;
   j->need = calloc (p->nchunks ? p->nchunks : 1, 1);
   if (!j->need) {
     log_error ("out of memory for the resync");
@@ -259,6 +261,9 @@ resync_plan (struct array *a, struct resync_plan *p)
       need_set (a, c);
     p->total += copied;
   }
+  /* Nothing to copy (a clean mount, or behind members with no bit set):
+   * no thread, the finish only. */
+  p->any_target = p->total > 0;
   return 0;
 }
 
@@ -493,8 +498,10 @@ int
 array_resync (struct array *a, struct array_resync_stats *st)
 {
   int r = resync_prepare (a, st);
-  if (r == 0)
+  if (r == 0) {
     r = resync_run (a, st);
+    resync_log (a, st, r);
+  }
   a->resync.result = r;
   a->resync.done = r == 0;
   return r;

@@ -29,6 +29,7 @@ static const struct fuse_opt mdfuse_opts[] = {
   OPT ("force", force),
   OPT ("bitmap_same_device", bitmap_same_device),
   OPT ("nouring", nouring),
+  OPT ("resync_first", resync_first),
   { "resync_min=%s", offsetof (struct mdfuse_config, resync_min), 0 },
   { "resync_max=%s", offsetof (struct mdfuse_config, resync_max), 0 },
   FUSE_OPT_END
@@ -144,6 +145,25 @@ main (int argc, char **argv)
     log_warn ("-o force: going on although a newer member may be missing");
 
   array_set_resync_rate (mf.array, rate_min, rate_max);
+  if (conf.resync_first) {
+    /* -o resync_first: the mount returns once the members are in sync
+     * (the resync in this thread, with a progress bar on a terminal). */
+    struct array_resync_stats rs;
+    struct progress prog;
+    progress_init (&prog, stderr, "resync");
+    array_set_resync_progress (mf.array, &prog);
+    int r = array_resync (mf.array, &rs);
+    array_set_resync_progress (mf.array, NULL);
+    if (r < 0) {
+      log_error ("resync %s; not mounting (the next mount resumes it)",
+                 r == -ECANCELED ? "interrupted" : "failed");
+      /* Not a clean shutdown: the bits of what was not copied stay set. */
+      stop_close ();
+      array_close (mf.array, false);
+      mf.array = NULL;
+      goto out_session;
+    }
+  }
   if (stop_was_requested ())
     goto out_array;
 
@@ -161,7 +181,7 @@ main (int argc, char **argv)
     goto out_unmount;
   /* The resync runs in the background while the volume is served: reads
    * of chunks it has not copied yet go to the source (SPEC §8). */
-  if (array_resync_start (mf.array) < 0)
+  if (!conf.resync_first && array_resync_start (mf.array) < 0)
     goto out_unmount;
   /* The session loop (loop.c), or libfuse's with -o nouring or -s. */
   if (!conf.nouring && !opts.singlethread)

@@ -27,6 +27,7 @@ struct mdfuse_config {
   int bitmap_same_device;
   int nouring;
   char *resync_min, *resync_max;        /* sizes per second */
+  int resync_first;             /* copy before serving, as md does not */
 };
 
 struct loop;
