@@ -281,9 +281,12 @@ int array_member_sync (struct array *a, uint32_t slot);
 int array_read_any (struct array *a, void *buf, size_t len, uint64_t off,
                     uint32_t first);
 
-/* [OFF, OFF+LEN) touches a chunk the current members may still differ
- * in (resync.c): read it from the source alone. */
+/* The chunks the current members may still differ in while a resync
+ * runs (datapath.c): [OFF, OFF+LEN) touches one (read it from the source
+ * alone); chunk C is one; chunks [FIRST, END) no longer are. */
 bool array_range_needs_resync (struct array *a, uint64_t off, uint64_t len);
+void array_need_set (struct array *a, uint64_t c);
+void array_need_clear (struct array *a, uint64_t first, uint64_t end);
 
 /* Write BUF to every slot in TARGETS that is active or recovering (copy.c).
  * A target that fails is failed (SPEC §6); WRITTEN[s] says which got it.

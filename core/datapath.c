@@ -39,6 +39,41 @@ array_read_any (struct array *a, void *buf, size_t len, uint64_t off,
   return r;
 }
 
+/* ---- the chunks the current members may differ in ----
+ *
+ * Set by the resync's plan (resync.c), cleared by its checkpoints once
+ * the copies are durable; read here, by the read path, without a lock. */
+
+void
+array_need_set (struct array *a, uint64_t c)
+{
+  struct resync_job *j = &a->resync;
+  if (!__atomic_exchange_n (&j->need[c], 1, __ATOMIC_ACQ_REL))
+    __atomic_add_fetch (&j->need_count, 1, __ATOMIC_ACQ_REL);
+}
+
+void
+array_need_clear (struct array *a, uint64_t first, uint64_t end)
+{
+  struct resync_job *j = &a->resync;
+  for (uint64_t c = first; c < end; c++)
+    if (__atomic_exchange_n (&j->need[c], 0, __ATOMIC_ACQ_REL))
+      __atomic_sub_fetch (&j->need_count, 1, __ATOMIC_ACQ_REL);
+}
+
+bool
+array_range_needs_resync (struct array *a, uint64_t off, uint64_t len)
+{
+  struct resync_job *j = &a->resync;
+  if (__atomic_load_n (&j->need_count, __ATOMIC_ACQUIRE) == 0 || len == 0)
+    return false;
+  uint64_t first = off / j->chunk, last = (off + len - 1) / j->chunk;
+  for (uint64_t c = first; c <= last && c < j->nchunks; c++)
+    if (__atomic_load_n (&j->need[c], __ATOMIC_ACQUIRE))
+      return true;
+  return false;
+}
+
 /* The member a read starts with.  A read of a chunk the resync has not
  * made the same on every current member yet goes to the source, so that
  * two reads with no write between them see the same data (SPEC §8).  A

@@ -38,38 +38,6 @@ array_set_resync_progress (struct array *a, struct progress *p)
   a->resync_progress = p;
 }
 
-/* ---- the chunks the current members may differ in ---- */
-
-static void
-need_set (struct array *a, uint64_t c)
-{
-  struct resync_job *j = &a->resync;
-  if (!__atomic_exchange_n (&j->need[c], 1, __ATOMIC_ACQ_REL))
-    __atomic_add_fetch (&j->need_count, 1, __ATOMIC_ACQ_REL);
-}
-
-static void
-need_clear (struct array *a, uint64_t first, uint64_t end)
-{
-  struct resync_job *j = &a->resync;
-  for (uint64_t c = first; c < end; c++)
-    if (__atomic_exchange_n (&j->need[c], 0, __ATOMIC_ACQ_REL))
-      __atomic_sub_fetch (&j->need_count, 1, __ATOMIC_ACQ_REL);
-}
-
-bool
-array_range_needs_resync (struct array *a, uint64_t off, uint64_t len)
-{
-  struct resync_job *j = &a->resync;
-  if (__atomic_load_n (&j->need_count, __ATOMIC_ACQUIRE) == 0 || len == 0)
-    return false;
-  uint64_t first = off / j->chunk, last = (off + len - 1) / j->chunk;
-  for (uint64_t c = first; c <= last && c < j->nchunks; c++)
-    if (__atomic_load_n (&j->need[c], __ATOMIC_ACQUIRE))
-      return true;
-  return false;
-}
-
 /* ---- checkpoints ---- */
 
 /* fdatasync every active member and every target written: the copies
@@ -121,7 +89,7 @@ checkpoint_run (struct checkpoint *k)
   int r = sync_members (a, k->written);
   if (r < 0)
     return r;
-  need_clear (a, k->first, k->end);
+  array_need_clear (a, k->first, k->end);
   uint64_t done = k->end * p->chunk / 512;
   if (done > a->volume_bytes / 512)
     done = a->volume_bytes / 512;
@@ -258,7 +226,7 @@ resync_plan (struct array *a, struct resync_plan *p)
         || ((p->bits_target[s] || p->full_target[s]) && a->bitmap.bm
             && bitmap_test (a->bitmap.bm, c));
     if (differ)
-      need_set (a, c);
+      array_need_set (a, c);
     p->total += copied;
   }
   /* Nothing to copy (a clean mount, or behind members with no bit set):
@@ -400,7 +368,7 @@ static int
 resync_finish (struct array *a, const struct resync_plan *p)
 {
   int r = 0;
-  need_clear (a, 0, p->nchunks);
+  array_need_clear (a, 0, p->nchunks);
   pthread_mutex_lock (&a->sb_lock);
   bool recovered = false;
   for (uint32_t s = 0; s < a->nslots; s++) {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The source folders are layers (docs/architecture.md): a file includes
-# only from its own folder and the folders below it, and no header
-# includes itself through others.  Bottom up:
+# only from its own folder and the folders below it, no header includes
+# itself through others, and no two files of the library call each other
+# (directly or around a loop).  Bottom up:
 #   common/ < bitmap/ < core/ < fuse/, tools/
 # (tests/ may include anything; nothing includes tests/.)
 set -euo pipefail
@@ -55,7 +56,67 @@ for h in common/*.h bitmap/*.h core/*.h fuse/*.h; do
     visit "$h"
 done
 
+# Calls between the files of the library: no cycle (a file that calls
+# another is never called back by it, directly or around a loop).  Read
+# off the built objects: each one's defined and undefined symbols.
+objs=("${top_builddir:-.}"/libmdcore_a-*.o)
+if [[ ! -f ${objs[0]} ]]; then
+    objs=("${top_builddir:-.}"/*/libmdcore_a-*.o)
+fi
+[[ -f ${objs[0]} ]] || { echo "test-layers: no libmdcore objects under ${top_builddir:-.}" >&2; exit 1; }
+declare -A defined_in=() calls=()
+# Only the objects of sources that exist (a tree built before a file
+# moved may keep its old object).
+live=()
+for o in "${objs[@]}"; do
+    f=${o##*/libmdcore_a-}
+    f=${o%/*}/${f%.o}
+    f=${f#"${top_builddir:-.}/"}
+    [[ -f ${top_srcdir:-.}/$f.c ]] && live+=("$o")
+done
+objs=("${live[@]}")
+for o in "${objs[@]}"; do
+    f=${o##*/libmdcore_a-}
+    f=${o%/*}/${f%.o}
+    f=${f#"${top_builddir:-.}/"}
+    while read -r sym; do defined_in[$sym]=$f; done < <(nm -g --defined-only "$o" | awk '{ print $3 }')
+done
+for o in "${objs[@]}"; do
+    f=${o##*/libmdcore_a-}
+    f=${o%/*}/${f%.o}
+    f=${f#"${top_builddir:-.}/"}
+    while read -r sym; do
+        g=${defined_in[$sym]:-}
+        if [[ -n $g && $g != "$f" && " ${calls[$f]:-} " != *" $g "* ]]; then
+            calls[$f]+=" $g"
+        fi
+    done < <(nm -u "$o" | awk '{ print $2 }')
+done
+declare -A cstate=()
+cvisit() {
+    local f=$1 g
+    case ${cstate[$f]:-} in
+    done) return 0 ;;
+    open)
+        echo "test-layers: a cycle of calls between files goes through $f" >&2
+        bad=1
+        return 0
+        ;;
+    esac
+    cstate[$f]=open
+    for g in ${calls[$f]:-}; do
+        cvisit "$g"
+    done
+    cstate[$f]=done
+}
+for f in "${!calls[@]}"; do
+    cvisit "$f"
+done
+
 if [[ $bad -ne 0 ]]; then
+    for f in "${!calls[@]}"; do
+        echo "test-layers: $f calls${calls[$f]}" >&2
+    done
     exit 1
 fi
-echo "test-layers: every include points down the layers; no header cycle"
+echo "test-layers: every include points down the layers; no header cycle; no cycle of calls between the ${#objs[@]} files of libmdcore"
