@@ -164,6 +164,11 @@ assemble_decide (const struct member_probe *m, const char *const *names,
       if (m[j].status != SB_VALID)
         continue;
       const struct md_sb *a = &m[i].sb, *b = &m[j].sb;
+      /* A member under recovery never served as current: its view of the
+       * others (two recovering at once mark each other faulty) is no
+       * split brain. */
+      if (a->recovering || b->recovering)
+        continue;
       if (a->dev_roles[b->dev_number] == SB_ROLE_FAULTY
           && b->dev_roles[a->dev_number] == SB_ROLE_FAULTY)
         FAIL ("split brain: %s and %s each mark the other faulty (each ran "

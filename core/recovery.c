@@ -221,7 +221,9 @@ array_readd_member (struct array *a, struct io_file *io, uint32_t same_slot,
     r = -EEXIST;
     goto refuse;
   }
-  if (p.status == SB_VALID) {
+  /* Split brain: it ran without an active member.  Not a member whose
+   * recovery was interrupted: it never ran as current. */
+  if (p.status == SB_VALID && !p.sb.recovering) {
     for (uint32_t k = 0; k < a->nslots && k < p.sb.max_dev; k++) {
       if (state_of (a, k) == MEMBER_ACTIVE
           && p.sb.dev_roles[k] == SB_ROLE_FAULTY) {

@@ -485,6 +485,35 @@ verdict_name (enum bitmap_verdict v)
                   (unsigned long long) row->field.v);                   \
   } while (0)
 
+/* Three slots: m0 current, m1 and m2 both under recovery.  Each one's own
+ * superblock (its role active, recovering) marks the other faulty, as it
+ * was when its recovery began; that is no split brain: neither ever ran
+ * as current.  Found by check_crash, a crash during a background resync
+ * of a three-member array. */
+START_TEST (test_two_members_recovering_at_once_are_no_split_brain)
+{
+  struct member_probe m[3];
+  for (uint32_t k = 0; k < 3; k++) {
+    member (&m[k], k, 12);
+    m[k].sb.raid_disks = m[k].sb.max_dev = 3;
+    for (uint32_t j = 0; j < 3; j++)
+      m[k].sb.dev_roles[j] = (uint16_t) j;
+  }
+  m[0].sb.dev_roles[1] = m[0].sb.dev_roles[2] = SB_ROLE_FAULTY;
+  m[1].sb.recovering = m[2].sb.recovering = true;
+  m[1].sb.recovery_offset = m[2].sb.recovery_offset = RECOVERY_AT;
+  m[1].sb.dev_roles[2] = SB_ROLE_FAULTY;
+  m[2].sb.dev_roles[1] = SB_ROLE_FAULTY;
+  struct assemble_bitmap_in b;
+  bitmap_in (&b, 12, 10);
+  ck_assert_msg (decide (m, 3, &b, false, false) == 0, "refused: %s", err);
+  ck_assert_int_eq (plan.slot[0], MEMBER_ACTIVE);
+  ck_assert_int_eq (plan.slot[1], MEMBER_RECOVERING);
+  ck_assert_int_eq (plan.slot[2], MEMBER_RECOVERING);
+  ck_assert_uint_eq (plan.reference, 0);
+}
+END_TEST
+
 START_TEST (test_decision_table)
 {
   const struct row *row = &rows[_i];
@@ -581,6 +610,7 @@ assemble_suite (void)
   Suite *s = suite_create ("assemble");
   TCase *tc = tcase_create ("decision table");
   tcase_add_loop_test (tc, test_decision_table, 0, (int) NROWS);
+  tcase_add_test (tc, test_two_members_recovering_at_once_are_no_split_brain);
   suite_add_tcase (s, tc);
   return s;
 }
