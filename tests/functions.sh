@@ -1271,3 +1271,30 @@ assert_status_text() {
 
 # re_escape TEXT: TEXT as a literal ERE.
 re_escape() { sed 's/[][\.*^$+?(){}|/]/\\&/g' <<<"$1"; }
+
+# plant_differing CHUNK_BYTES CHUNK...: a crash state built on purpose: in
+# each CHUNK, member 0 (ARRAY_BACK[0]) gets one random pattern and member 1
+# another, written straight into the files.  Sets PLANT_SUM0 and PLANT_SUM1,
+# the sha256 of a chunk of each pattern.
+plant_differing() {
+    local size=$1 c
+    shift
+    head -c "$size" /dev/urandom >"$tmpdir/plant0.bin"
+    head -c "$size" /dev/urandom >"$tmpdir/plant1.bin"
+    for c in "$@"; do
+        dd if="$tmpdir/plant0.bin" of="${ARRAY_BACK[0]}" bs="$size" seek="$c" conv=notrunc status=none
+        dd if="$tmpdir/plant1.bin" of="${ARRAY_BACK[1]}" bs="$size" seek="$c" conv=notrunc status=none
+    done
+    PLANT_SUM0=$(sha256_of "$tmpdir/plant0.bin")
+    PLANT_SUM1=$(sha256_of "$tmpdir/plant1.bin")
+}
+
+# chunk_sha VOLUME CHUNK_BYTES CHUNK: sha256 of that chunk of the volume,
+# read with O_DIRECT (every byte from the daemon).
+chunk_sha() {
+    local s
+    s=$(dd if="$1" bs="$2" skip="$3" count=1 iflag=direct status=none | sha256sum) ||
+        fail "reading chunk $3 of $1 failed"
+    printf '%s\n' "${s%% *}"
+}
+

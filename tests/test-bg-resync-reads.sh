@@ -37,14 +37,8 @@ ndirty=$(count_lines "$(dirty_chunks bm/b)")
 
 # Plant: chunks 5, 20 and 40 differ between the members.
 planted=(5 20 40)
-head -c $C /dev/urandom >a.bin
-head -c $C /dev/urandom >b.bin
-for c in "${planted[@]}"; do
-    dd if=a.bin of="${ARRAY_BACK[0]}" bs=$C seek="$c" conv=notrunc status=none
-    dd if=b.bin of="${ARRAY_BACK[1]}" bs=$C seek="$c" conv=notrunc status=none
-done
-a_sum=$(sha256_of a.bin)
-b_sum=$(sha256_of b.bin)
+plant_differing $C "${planted[@]}"
+a_sum=$PLANT_SUM0 b_sum=$PLANT_SUM1
 [[ $(count_lines "$(differing_chunks $((64 * C)) $C "${ARRAY_BACK[0]}" "${ARRAY_BACK[1]}")") -ge 3 ]] ||
     fail "the planted chunks do not differ"
 
@@ -56,13 +50,6 @@ jq -e '.resync != null and .resync.differ_chunks > 0' <<<"$st" >/dev/null ||
 info "served at once: $(jq -c .resync <<<"$st")"
 "$MDFUSECTL" status mnt | grep -q '^resync : running' ||
     fail "status text does not show the running resync"
-
-chunk_sum() { # CHUNK: sha256 of that chunk read through the volume, O_DIRECT
-    local s
-    s=$(dd if=mnt/volume bs=$C skip="$1" count=1 iflag=direct status=none | sha256sum) ||
-        fail "reading chunk $1 failed"
-    printf '%s\n' "${s%% *}"
-}
 
 # A verifying writer on chunks 48..63 during the resync.
 (exec fio --name=bg --filename="$tmpdir/mnt/volume" --offset=48M --size=16M \
@@ -77,7 +64,7 @@ bg_pids+=("$writer")
 reads=0
 for round in $(seq 10); do
     for c in "${planted[@]}"; do
-        s=$(chunk_sum "$c")
+        s=$(chunk_sha mnt/volume $C "$c")
         [[ $s != "$b_sum" ]] || fail "round $round: chunk $c read m1's data, not the source's"
         [[ $s == "$a_sum" ]] || fail "round $round: chunk $c read neither member's data"
         reads=$((reads + 1))
@@ -93,7 +80,7 @@ bg_pids=()
 "$MDFUSECTL" resync-rate --max 0 mnt >/dev/null || fail "mdfusectl resync-rate failed"
 "$MDFUSECTL" wait mnt >"$tmpdir/wait.out" || { cat "$tmpdir/wait.out" >&2; fail "mdfusectl wait failed"; }
 for c in "${planted[@]}"; do
-    [[ $(chunk_sum "$c") == "$a_sum" ]] || fail "after the resync, chunk $c does not hold the source's data"
+    [[ $(chunk_sha mnt/volume $C "$c") == "$a_sum" ]] || fail "after the resync, chunk $c does not hold the source's data"
 done
 grep -q "resync: copied" "$MDFUSE_LOG" || fail "no resync line in the daemon's log"
 

@@ -25,34 +25,21 @@ dd if=/dev/urandom of=mnt/volume bs=1M count=32 oflag=direct conv=notrunc status
 kill_mdfuse
 
 planted=(3 10 20)
-head -c $C /dev/urandom >a.bin
-head -c $C /dev/urandom >b.bin
-for c in "${planted[@]}"; do
-    dd if=a.bin of="${ARRAY_BACK[0]}" bs=$C seek="$c" conv=notrunc status=none
-    dd if=b.bin of="${ARRAY_BACK[1]}" bs=$C seek="$c" conv=notrunc status=none
-done
-a_sum=$(sha256_of a.bin)
-b_sum=$(sha256_of b.bin)
-
-chunk_sum() { # CHUNK
-    local s
-    s=$(dd if=mnt/volume bs=$C skip="$1" count=1 iflag=direct status=none | sha256sum) ||
-        fail "reading chunk $1 failed"
-    printf '%s\n' "${s%% *}"
-}
+plant_differing $C "${planted[@]}"
+a_sum=$PLANT_SUM0 b_sum=$PLANT_SUM1
 
 MDFUSE_NO_WAIT=1 mount_array -o resync_min=1M,resync_max=1M
 "$MDFUSECTL" status --json mnt | jq -e '.resync != null' >/dev/null ||
     fail "no background resync is running"
 for c in "${planted[@]}"; do
-    [[ $(chunk_sum "$c") == "$a_sum" ]] || fail "before the fault, chunk $c does not read as the source (m0)"
+    [[ $(chunk_sha mnt/volume $C "$c") == "$a_sum" ]] || fail "before the fault, chunk $c does not read as the source (m0)"
 done
 
 # m0 fails every read from now on.
 faultfs_ctl "$tmpdir/m" fail m0 pread EIO always
 for round in 1 2 3; do
     for c in "${planted[@]}"; do
-        s=$(chunk_sum "$c")
+        s=$(chunk_sha mnt/volume $C "$c")
         [[ $s == "$b_sum" ]] || fail "round $round: chunk $c does not read as the new source (m1)"
     done
 done
@@ -68,7 +55,7 @@ st=0
 [[ $st -ne 0 ]] || fail "mdfusectl wait succeeded on a volume that lost a member"
 grep -q "not whole" "$tmpdir/wait.out" || fail "mdfusectl wait did not say why: $(cat "$tmpdir/wait.out")"
 for c in "${planted[@]}"; do
-    [[ $(chunk_sum "$c") == "$b_sum" ]] || fail "after the resync, chunk $c changed again"
+    [[ $(chunk_sha mnt/volume $C "$c") == "$b_sum" ]] || fail "after the resync, chunk $c changed again"
 done
 faultfs_ctl "$tmpdir/m" clear
 stop_mdfuse

@@ -34,27 +34,43 @@ for f in common/*.[ch] bitmap/*.[ch] core/*.[ch] fuse/*.[ch] tools/*.c; do
     done < <(sed -n 's/^#include "\([a-z]*\/[^"]*\)".*/\1/p' "$f")
 done
 
-# Header cycles: follow each header's project includes depth first.
-declare -A state=()
-visit() {
-    local h=$1 inc
-    case ${state[$h]:-} in
-    done) return 0 ;;
+# A graph is an associative array: node -> its successors, space separated.
+# find_cycles GRAPH WHAT: depth first from every node; a node met again
+# while still open closes a cycle, reported once.
+declare -A _state=()
+_visit() {
+    local -n _g=$1
+    local n=$3 m
+    case ${_state[$n]:-} in
+    'done') return 0 ;;
     open)
-        echo "test-layers: include cycle through $h" >&2
+        echo "test-layers: a cycle of $2 goes through $n" >&2
         bad=1
         return 0
         ;;
     esac
-    state[$h]=open
-    while IFS= read -r inc; do
-        [[ -f $inc ]] && visit "$inc"
-    done < <(sed -n 's/^#include "\([a-z]*\/[^"]*\.h\)".*/\1/p' "$h")
-    state[$h]=done
+    _state[$n]=open
+    for m in ${_g[$n]:-}; do
+        _visit "$1" "$2" "$m"
+    done
+    _state[$n]='done'
 }
+find_cycles() {
+    local -n _graph=$1
+    local n
+    _state=()
+    for n in "${!_graph[@]}"; do
+        _visit "$1" "$2" "$n"
+    done
+}
+
+# Headers: each one's project includes.
+declare -A includes=()
+# shellcheck disable=SC2034 # read by find_cycles through a nameref
 for h in common/*.h bitmap/*.h core/*.h fuse/*.h; do
-    visit "$h"
+    includes[$h]=$(sed -n 's/^#include "\([a-z]*\/[^"]*\.h\)".*/\1/p' "$h" | tr '\n' ' ')
 done
+find_cycles includes includes
 
 # Calls between the files of the library: no cycle (a file that calls
 # another is never called back by it, directly or around a loop).  Read
@@ -64,54 +80,37 @@ if [[ ! -f ${objs[0]} ]]; then
     objs=("${top_builddir:-.}"/*/libmdcore_a-*.o)
 fi
 [[ -f ${objs[0]} ]] || { echo "test-layers: no libmdcore objects under ${top_builddir:-.}" >&2; exit 1; }
-declare -A defined_in=() calls=()
-# Only the objects of sources that exist (a tree built before a file
-# moved may keep its old object).
-live=()
-for o in "${objs[@]}"; do
+# source_of OBJECT: the source it was built from, "core/array" for
+# .../core/libmdcore_a-array.o.
+source_of() {
+    local o=$1 f
     f=${o##*/libmdcore_a-}
     f=${o%/*}/${f%.o}
-    f=${f#"${top_builddir:-.}/"}
-    [[ -f ${top_srcdir:-.}/$f.c ]] && live+=("$o")
+    printf '%s\n' "${f#"${top_builddir:-.}/"}"
+}
+# Only the objects of sources that exist (a tree built before a file
+# moved may keep its old object).
+declare -A src=() defined_in=() calls=()
+live=()
+for o in "${objs[@]}"; do
+    src[$o]=$(source_of "$o")
+    [[ -f ${top_srcdir:-.}/${src[$o]}.c ]] && live+=("$o")
 done
 objs=("${live[@]}")
 for o in "${objs[@]}"; do
-    f=${o##*/libmdcore_a-}
-    f=${o%/*}/${f%.o}
-    f=${f#"${top_builddir:-.}/"}
-    while read -r sym; do defined_in[$sym]=$f; done < <(nm -g --defined-only "$o" | awk '{ print $3 }')
+    while read -r sym; do defined_in[$sym]=${src[$o]}; done < <(nm -g --defined-only "$o" | awk '{ print $3 }')
 done
 for o in "${objs[@]}"; do
-    f=${o##*/libmdcore_a-}
-    f=${o%/*}/${f%.o}
-    f=${f#"${top_builddir:-.}/"}
+    f=${src[$o]}
+    calls[$f]=
     while read -r sym; do
         g=${defined_in[$sym]:-}
-        if [[ -n $g && $g != "$f" && " ${calls[$f]:-} " != *" $g "* ]]; then
+        if [[ -n $g && $g != "$f" && " ${calls[$f]} " != *" $g "* ]]; then
             calls[$f]+=" $g"
         fi
     done < <(nm -u "$o" | awk '{ print $2 }')
 done
-declare -A cstate=()
-cvisit() {
-    local f=$1 g
-    case ${cstate[$f]:-} in
-    done) return 0 ;;
-    open)
-        echo "test-layers: a cycle of calls between files goes through $f" >&2
-        bad=1
-        return 0
-        ;;
-    esac
-    cstate[$f]=open
-    for g in ${calls[$f]:-}; do
-        cvisit "$g"
-    done
-    cstate[$f]=done
-}
-for f in "${!calls[@]}"; do
-    cvisit "$f"
-done
+find_cycles calls "calls between files"
 
 if [[ $bad -ne 0 ]]; then
     for f in "${!calls[@]}"; do
