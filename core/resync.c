@@ -196,8 +196,6 @@ resync_plan (struct array *a, struct resync_plan *p)
     }
     any_full |= p->full_target[s];
     any_current |= p->current_target[s];
-    p->any_target |= p->bits_target[s] || p->current_target[s]
-      || p->full_target[s];
   }
   p->bits_only = a->bitmap.bm != NULL && !any_full && !any_current;
 
@@ -440,9 +438,9 @@ resync_log (struct array *a, const struct array_resync_stats *st, int r)
               "next mount resumes it", st->chunks_copied,
               a->resync.plan.total);
   else
-    log_error ("resync failed after %" PRIu64 " chunks: %s; the volume "
-               "stays degraded until the next mount", st->chunks_copied,
-               strerror (-r));
+    log_error ("resync failed after %" PRIu64 " chunks: %s; the chunks it "
+               "did not copy keep their bits, and the next mount copies them",
+               st->chunks_copied, strerror (-r));
 }
 
 static int
