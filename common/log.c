@@ -26,13 +26,17 @@ log_use_syslog (bool on)
   use_syslog = on;
 }
 
+/* To syslog once in use, else to stderr; LOUD: to both. */
 static void
-vlog (int prio, const char *level, const char *fmt, va_list ap)
+vlog_to (int prio, const char *level, bool loud, const char *fmt, va_list ap)
 {
   int saved = errno;
-  if (use_syslog)
-    vsyslog (prio, fmt, ap);
-  else {
+  va_list ap2;
+  va_copy (ap2, ap);
+  if (use_syslog || loud)
+    vsyslog (LOG_DAEMON | prio, fmt, ap2);
+  va_end (ap2);
+  if (!use_syslog || loud) {
     pthread_mutex_lock (&log_lock);
     fprintf (stderr, "%s: %s", program, level);
     vfprintf (stderr, fmt, ap);
@@ -40,6 +44,12 @@ vlog (int prio, const char *level, const char *fmt, va_list ap)
     pthread_mutex_unlock (&log_lock);
   }
   errno = saved;
+}
+
+static void
+vlog (int prio, const char *level, const char *fmt, va_list ap)
+{
+  vlog_to (prio, level, false, fmt, ap);
 }
 
 void
@@ -57,6 +67,15 @@ log_warn (const char *fmt, ...)
   va_list ap;
   va_start (ap, fmt);
   vlog (LOG_WARNING, "warning: ", fmt, ap);
+  va_end (ap);
+}
+
+void
+log_warn_loud (const char *fmt, ...)
+{
+  va_list ap;
+  va_start (ap, fmt);
+  vlog_to (LOG_WARNING, "warning: ", true, fmt, ap);
   va_end (ap);
 }
 

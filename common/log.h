@@ -12,5 +12,9 @@ void log_use_syslog (bool on);
 void log_error (const char *fmt, ...) __attribute__ ((format (printf, 1, 2)));
 void log_warn (const char *fmt, ...) __attribute__ ((format (printf, 1, 2)));
 void log_info (const char *fmt, ...) __attribute__ ((format (printf, 1, 2)));
+/* A warning an operator must not miss: to stderr and to syslog both,
+ * whichever is in use. */
+void log_warn_loud (const char *fmt, ...)
+  __attribute__ ((format (printf, 1, 2)));
 
 #endif

@@ -1,6 +1,7 @@
 #include <config.h>
 
 #include <ctype.h>
+#include <stdbool.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,32 +15,66 @@ parse_size (const char *s, uint64_t *out)
 {
   if (!s || !isdigit ((unsigned char) *s))
     return -EINVAL;
-  errno = 0;
-  char *end;
-  unsigned long long v = strtoull (s, &end, 10);
-  if (errno == ERANGE)
-    return -ERANGE;
-  if (errno || end == s)
-    return -EINVAL;
+  /* The whole part, then an optional fraction ("1.5G"). */
+  uint64_t whole = 0, frac = 0, frac_div = 1;
+  const char *p = s;
+  bool big = false;
+  for (; isdigit ((unsigned char) *p); p++) {
+    uint64_t d = (uint64_t) (*p - '0');
+    if (whole > (UINT64_MAX - d) / 10)
+      big = true;
+    else
+      whole = whole * 10 + d;
+  }
+  if (*p == '.') {
+    p++;
+    if (!isdigit ((unsigned char) *p))
+      return -EINVAL;
+    for (; isdigit ((unsigned char) *p); p++) {
+      if (frac_div > UINT64_MAX / 100)
+        return -EINVAL;         /* more decimals than any size needs */
+      frac = frac * 10 + (uint64_t) (*p - '0');
+      frac_div *= 10;
+    }
+  }
   unsigned shift = 0;
-  switch (*end) {
+  switch (*p) {
   case '\0': break;
-  case 'k': case 'K': shift = 10; end++; break;
-  case 'm': case 'M': shift = 20; end++; break;
-  case 'g': case 'G': shift = 30; end++; break;
-  case 't': case 'T': shift = 40; end++; break;
+  case 'k': case 'K': shift = 10; p++; break;
+  case 'm': case 'M': shift = 20; p++; break;
+  case 'g': case 'G': shift = 30; p++; break;
+  case 't': case 'T': shift = 40; p++; break;
+  case 'p': case 'P': shift = 50; p++; break;
+  case 'e': case 'E': shift = 60; p++; break;
   default: return -EINVAL;
   }
-  if (*end == 'i' && shift)
-    end++;
-  if ((*end == 'B' || *end == 'b') && shift)
-    end++;
-  if (*end != '\0')
+  if (*p == 'i' && shift)
+    p++;
+  if ((*p == 'B' || *p == 'b') && shift)
+    p++;
+  if (*p != '\0')
     return -EINVAL;
-  if (shift && v > (UINT64_MAX >> shift))
+  if (big || (shift && whole > (UINT64_MAX >> shift)))
     return -ERANGE;
-  *out = (uint64_t) v << shift;
+  /* The fraction must come to whole bytes: 1.5K is 1536, 0.1K is not a
+   * size.  frac / frac_div < 1, so frac << shift fits when frac_div
+   * does. */
+  uint64_t unit = (uint64_t) 1 << shift;
+  if (frac && (frac_div > UINT64_MAX / unit || (frac * unit) % frac_div))
+    return -EINVAL;
+  uint64_t v = (whole << shift) + (frac ? frac * unit / frac_div : 0);
+  if (v < (whole << shift))
+    return -ERANGE;
+  *out = v;
   return 0;
+}
+
+const char *
+size_error (int r)
+{
+  return r == -ERANGE ? "too large (a size is less than 16 EiB)"
+    : "not a size (a number of bytes, or with K, M, G, T, P or E, powers of "
+    "1024; \"1.5G\" works)";
 }
 
 int

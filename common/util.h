@@ -13,13 +13,16 @@
  * call without it).  Gone with NDEBUG, like assert. */
 #define assert_held(m) assert (pthread_mutex_trylock (m) == EBUSY)
 
-/* Parse "123", "4K", "4M", "1G", "2T" (powers of 1024).  0, -EINVAL
- * (not a size) or -ERANGE (past 2^64). */
+/* Parse "123", "4K", "4M", "1.5G", "2T", "1P", "1E" (powers of 1024; an
+ * "i" and a "B" may follow the letter).  0, -EINVAL (not a size, or not a
+ * whole number of bytes) or -ERANGE (2^64 bytes or more). */
 int parse_size (const char *s, uint64_t *out);
 /* Fill BUF with random bytes (getrandom). */
 int random_bytes (void *buf, size_t len);
 /* Monotonic seconds. */
 double now_seconds (void);
+/* What a parse_size error R means, for a message about the argument. */
+const char *size_error (int r);
 /* "4.00 MiB" style. */
 void format_bytes (uint64_t n, char *out, size_t len);
 

@@ -167,6 +167,23 @@ array_assemble (struct io_file **members, size_t n, struct io_file *bitmap_io,
     m->recover_from = plan.recover_from[s];
     m->state = plan.slot[s];
   }
+  if (active_count (a) < a->nslots) {
+    char which[256] = "";
+    size_t used = 0;
+    for (uint32_t s = 0; s < a->nslots && used < sizeof which; s++) {
+      enum member_state st = (enum member_state) state_of (a, s);
+      if (st == MEMBER_ACTIVE)
+        continue;
+      int w = a->m[s].io
+        ? snprintf (which + used, sizeof which - used, "%s%s %s",
+                    used ? ", " : "", a->m[s].io->name, member_state_name (st))
+        : snprintf (which + used, sizeof which - used, "%sslot %" PRIu32
+                    " %s", used ? ", " : "", s, member_state_name (st));
+      used += w > 0 ? (size_t) w : 0;
+    }
+    log_warn_loud ("started degraded, with %" PRIu32 " of %" PRIu32 " members "
+                   "active (%s)", active_count (a), a->nslots, which);
+  }
 
   a->clearer.sleep = BITMAP_DEFAULT_DAEMON_SLEEP;
   a->resync.rate_min = ARRAY_RESYNC_RATE_MIN;

@@ -128,6 +128,8 @@ struct array_member_status {
 
 struct array_status {
   /* The volume. */
+  uint8_t uuid[16];             /* the members' set_uuid */
+  char name[33];                /* their set_name */
   uint64_t size;                /* bytes */
   uint64_t events;
   enum array_state state;

@@ -33,6 +33,8 @@ array_get_status (struct array *a, struct array_status *st)
   pthread_mutex_lock (&a->sb_lock);
   st->size = a->volume_bytes;
   st->events = a->events;
+  memcpy (st->uuid, a->tmpl.set_uuid, sizeof st->uuid);
+  snprintf (st->name, sizeof st->name, "%s", a->tmpl.set_name);
   st->raid_disks = a->nslots;
   for (uint32_t k = 0; k < a->nslots; k++) {
     struct array_member_status *m = &st->members[k];

@@ -12,6 +12,7 @@
 #include <json.h>
 
 #include "common/util.h"
+#include "core/superblock.h"
 #include "fuse/status.h"
 
 /* ---- text ---- */
@@ -58,8 +59,11 @@ status_render_text (const struct array_status *st, char *buf, size_t len)
   struct outbuf o = { buf, len, 0 };
   char vs[32];
   format_bytes (st->size, vs, sizeof vs);
+  char uuid[36];
+  sb_format_uuid (st->uuid, uuid);
   out (&o, "volume : %s raid1, %" PRIu64 " bytes (%s), events %" PRIu64 "\n",
        array_state_name (st->state), st->size, vs, st->events);
+  out (&o, "      uuid %s, name %s\n", uuid, st->name[0] ? st->name : "(none)");
   out (&o, "      [%" PRIu32 "/%" PRIu32 "] [", st->raid_disks, st->active);
   for (uint32_t k = 0; k < st->raid_disks; k++)
     out (&o, "%c", st->members[k].state == MEMBER_ACTIVE ? 'U' : '_');
@@ -154,6 +158,10 @@ json_status (const struct array_status *st)
   add (o, "level", json_object_new_string ("raid1"));
   add (o, "size", u64 (st->size));
   add (o, "events", u64 (st->events));
+  char uuid[36];
+  sb_format_uuid (st->uuid, uuid);
+  add (o, "uuid", json_object_new_string (uuid));
+  add (o, "name", json_object_new_string (st->name));
   add (o, "state", json_object_new_string (array_state_name (st->state)));
   add (o, "raid_disks", u64 (st->raid_disks));
   add (o, "active", u64 (st->active));

@@ -429,13 +429,13 @@ cmd_check (int argc, char **argv)
   bool repair = false, wait = true;
   const char *rate = NULL;
   uint64_t dummy;
-  int c;
+  int c, e;
   while ((c = getopt_long (argc, argv, "h", longopts, NULL)) != -1) {
     switch (c) {
     case 'r': repair = true; break;
     case 'R':
-      if (parse_size (optarg, &dummy) < 0) {
-        log_error ("--rate %s: not a size (bytes per second)", optarg);
+      if ((e = parse_size (optarg, &dummy)) < 0) {
+        log_error ("--rate %s: %s", optarg, size_error (e));
         return 1;
       }
       rate = optarg;
@@ -590,14 +590,14 @@ cmd_resync_rate (int argc, char **argv)
   };
   const char *min = NULL, *max = NULL;
   uint64_t dummy;
-  int c;
+  int c, e;
   while ((c = getopt_long (argc, argv, "h", longopts, NULL)) != -1) {
     switch (c) {
     case 'm':
     case 'M':
-      if (parse_size (optarg, &dummy) < 0) {
-        log_error ("--%s %s: not a size (bytes per second)",
-                   c == 'm' ? "min" : "max", optarg);
+      if ((e = parse_size (optarg, &dummy)) < 0) {
+        log_error ("--%s %s: %s", c == 'm' ? "min" : "max", optarg,
+                   size_error (e));
         return 1;
       }
       *(c == 'm' ? &min : &max) = optarg;

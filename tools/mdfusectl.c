@@ -52,6 +52,15 @@ int
 main (int argc, char **argv)
 {
   log_set_program ("mdfusectl");
+  /* In a pipe or a log, each line as it comes ("check started" when it
+   * starts), as on a terminal. */
+  setvbuf (stdout, NULL, _IOLBF, 0);
+  /* --version, alone or after any command. */
+  for (int i = 1; i < argc && strcmp (argv[i], "--") != 0; i++)
+    if (strcmp (argv[i], "--version") == 0) {
+      printf ("mdfusectl (%s) %s\n", PACKAGE_NAME, PACKAGE_VERSION);
+      return 0;
+    }
   if (argc < 2) {
     usage (stderr, NULL);
     return 1;

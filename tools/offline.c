@@ -42,22 +42,27 @@ cmd_create (int argc, char **argv)
     case 'f':
       o.force = true;
       break;
-    case 'c':
-      if (parse_size (optarg, &o.chunk) < 0 || o.chunk == 0) {
-        log_error ("--chunk %s: not a size", optarg);
+    case 'c': {
+      int r = parse_size (optarg, &o.chunk);
+      if (r < 0 || o.chunk == 0) {
+        log_error ("--chunk %s: %s", optarg, r < 0 ? size_error (r)
+                   : "must not be 0");
         return 1;
       }
       break;
+    }
     case 'n':
       o.name = optarg;
       break;
-    case 's':
-      if (parse_size (optarg, &o.volume_bytes) < 0) {
-        log_error ("--size %s: not a size", optarg);
+    case 's': {
+      int r = parse_size (optarg, &o.volume_bytes);
+      if (r < 0) {
+        log_error ("--size %s: %s", optarg, size_error (r));
         return 1;
       }
       have_size = true;
       break;
+    }
     case 'b':
       o.bitmap = optarg;
       break;

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# The command line as an operator meets it: --version everywhere, sizes as
+# people type them (1.5G) and range errors that say the limit, the
+# array's UUID and name in status, a degraded start that says so, and
+# output that comes line by line in a pipe.
+
+# shellcheck source=tests/functions.sh
+. "$(dirname "${BASH_SOURCE[0]}")/functions.sh"
+
+require_mdfuse_env
+requires jq
+
+make_tmpdir
+cd "$tmpdir" || exit 1
+make_bitmap_mount bm
+mkdir -p m mnt
+
+# --version: alone and after a command, exit 0, stdout.
+for args in "--version" "status --version" "create --version"; do
+    # shellcheck disable=SC2086 # the words of args
+    out=$("$MDFUSECTL" $args) || fail "mdfusectl $args exited non-zero"
+    [[ $out =~ ^mdfusectl\ \(mdfuse\)\ [0-9] ]] || fail "mdfusectl $args printed '$out'"
+done
+"$MDFUSE" --version 2>&1 | grep -q '^mdfuse [0-9]' || fail "mdfuse --version does not say its version"
+
+# Sizes: a fraction, and errors that say why; nothing is created then.
+"$MDFUSECTL" create --size 1.5G --name cli-test --bitmap bm/b m/m0 m/m1 >"$tmpdir/create.out" ||
+    fail "create --size 1.5G failed"
+"$MDFUSECTL" examine m/m0 | grep -q "Volume Size : 1610612736$" ||
+    fail "create --size 1.5G did not make a 1.5 GiB volume: $("$MDFUSECTL" examine m/m0 | grep 'Volume Size')"
+for bad in "20E:16 EiB" "0.1K:not a size" "1.2.3:not a size"; do
+    st=0
+    "$MDFUSECTL" create --size "${bad%%:*}" --bitmap bm/x m/x0 m/x1 2>"$tmpdir/err" || st=$?
+    [[ $st -ne 0 ]] || fail "create --size ${bad%%:*} succeeded"
+    grep -qF "${bad#*:}" "$tmpdir/err" || fail "create --size ${bad%%:*}: '$(cat "$tmpdir/err")' does not say '${bad#*:}'"
+    [[ ! -e m/x0 && ! -e bm/x ]] || fail "create --size ${bad%%:*} left files behind"
+done
+
+# The UUID and the name, as examine reads them, in status.
+uuid=$("$MDFUSECTL" examine m/m0 | sed -n 's/^ *Array UUID : //p')
+[[ -n $uuid ]] || fail "examine shows no Array UUID"
+start_mdfuse -o bitmap=bm/b m/m0:m/m1 mnt
+"$MDFUSECTL" status mnt | grep -qF "uuid $uuid, name cli-test" ||
+    fail "status does not show the uuid and name: $("$MDFUSECTL" status mnt)"
+"$MDFUSECTL" status --json mnt | jq -e --arg u "$uuid" '.uuid == $u and .name == "cli-test"' >/dev/null ||
+    fail "status --json has no uuid/name"
+
+# Line by line in a pipe: "check started" while the check still runs.
+"$MDFUSECTL" check --rate 512M mnt >"$tmpdir/check.out" 2>&1 &
+checker=$!
+bg_pids+=("$checker")
+for _ in $(seq 100); do
+    grep -q "check started" "$tmpdir/check.out" && break
+    sleep 0.05
+done
+grep -q "check started" "$tmpdir/check.out" || fail "'check started' did not come while the check ran"
+"$MDFUSECTL" status --json mnt | jq -e '.check.running' >/dev/null ||
+    fail "the check had ended before its first line came: the test proves nothing"
+wait_bg_jobs
+grep -q "check finished: 0 mismatched chunks" "$tmpdir/check.out" || fail "check: $(cat "$tmpdir/check.out")"
+stop_mdfuse
+
+# A degraded start says so.
+mv m/m1 m/m1.away
+start_mdfuse -o bitmap=bm/b,degraded m/m0:m/m1 mnt
+grep -q "warning: started degraded, with 1 of 2 members active (slot 1 missing)" "$MDFUSE_LOG" ||
+    { cat "$MDFUSE_LOG" >&2; fail "a degraded start did not say so"; }
+stop_mdfuse
+info "--version, sizes, uuid and name, line-buffered output, degraded start: as an operator expects"
