@@ -221,6 +221,16 @@ assemble_decide (const struct member_probe *m, const char *const *names,
     case BITMAP_HEADER_BAD_CHECKSUM:
       break;
     }
+    /* A header that fails its checksum and does not match the members
+     * either: corrupt first, whatever its damaged fields say. */
+    if (bm->status == BITMAP_HEADER_BAD_CHECKSUM
+        && (memcmp (h->uuid, r->set_uuid, 16) != 0
+            || h->sync_size != r->size))
+      FAIL ("%s: corrupt bitmap header (%s), and its %s does not match the "
+            "members'; refusing it (mount with -o nobitmap to run without "
+            "a bitmap)", bm->name, bm->why[0] ? bm->why : "bad checksum",
+            memcmp (h->uuid, r->set_uuid, 16) != 0 ? "array uuid"
+            : "volume size");
     if (memcmp (h->uuid, r->set_uuid, 16) != 0) {
       char a[36], b[36];
       sb_format_uuid (h->uuid, a);

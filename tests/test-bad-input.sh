@@ -88,6 +88,14 @@ expect_mount_refused "bad-version.bitmap" -o "bitmap=$b/bad-version.bitmap" "$d/
 assert_files_unchanged "$tmpdir/sums"
 assert_files_unchanged "$tmpdir/sums.1"
 
+info "bitmap whose volume size byte is corrupt (its checksum fails): refused as corrupt"
+cp "$b/a.bitmap" "$b/bad-size.bitmap"
+flip_byte "$b/bad-size.bitmap" 41 # sync_size
+snapshot_files "$tmpdir/sums.1" "$b/bad-size.bitmap"
+expect_mount_refused "bad-size.bitmap: corrupt bitmap header" -o "bitmap=$b/bad-size.bitmap" "$d/a0.img:$d/a1.img" "$mnt"
+assert_files_unchanged "$tmpdir/sums"
+assert_files_unchanged "$tmpdir/sums.1"
+
 info "bitmap truncated after its header, before its bits"
 cp "$b/a.bitmap" "$b/short.bitmap"
 truncate -s 256 "$b/short.bitmap"
