@@ -1,6 +1,7 @@
 #include <config.h>
 
 #include <errno.h>
+#include <limits.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -159,6 +160,86 @@ create_array_on (const struct create_options *o, struct io_file *const *files,
   return 0;
 }
 
+/* If PATH holds an md superblock, say which array it belongs to ("appears
+ * to be part of a raid array", as mdadm says) into WHAT. */
+static bool
+describe_member (const char *path, char *what, size_t len)
+{
+  struct io_file *f = io_posix_open (path, IO_OPEN_READONLY);
+  if (!f)
+    return false;
+  struct member_probe p;
+  bool ours = member_probe (f, &p) == 0 && p.status == SB_VALID;
+  io_close (f);
+  if (ours) {
+    char uuid[36];
+    sb_format_uuid (p.sb.set_uuid, uuid);
+    snprintf (what, len, "it appears to be member %" PRIu32 " of an md "
+              "raid array (name '%s', uuid %s, events %" PRIu64 ")",
+              p.sb.dev_number, p.sb.set_name, uuid, p.sb.events);
+  }
+  return ours;
+}
+
+/* The same for a bitmap file. */
+static bool
+describe_bitmap (const char *path, char *what, size_t len)
+{
+  struct io_file *f = io_posix_open (path, IO_OPEN_READONLY);
+  if (!f)
+    return false;
+  uint8_t hdr[BITMAP_HEADER_SIZE];
+  struct bitmap_header h;
+  char why[200];
+  bool ours = io_pread_full (f, hdr, sizeof hdr, 0) == 0
+    && bitmap_header_decode (hdr, &h, why, sizeof why) == BITMAP_HEADER_OK;
+  io_close (f);
+  if (ours) {
+    char uuid[36];
+    sb_format_uuid (h.uuid, uuid);
+    snprintf (what, len, "it appears to be the bitmap of an md raid array "
+              "(uuid %s, events %" PRIu64 ")", uuid, h.events);
+  }
+  return ours;
+}
+
+/* The filesystem a path is on, or will be on (its directory's). */
+static int
+filesystem_of (const char *path, dev_t *dev)
+{
+  struct stat st;
+  if (stat (path, &st) == 0) {
+    *dev = st.st_dev;
+    return 0;
+  }
+  char dir[PATH_MAX];
+  snprintf (dir, sizeof dir, "%s", path);
+  char *slash = strrchr (dir, '/');
+  if (!slash)
+    snprintf (dir, sizeof dir, ".");
+  else if (slash == dir)
+    dir[1] = '\0';
+  else
+    *slash = '\0';
+  if (stat (dir, &st) < 0)
+    return -errno;
+  *dev = st.st_dev;
+  return 0;
+}
+
+/* The index of a member on the same filesystem as BITMAP, or -1. */
+static int
+same_filesystem (const char *bitmap, const char *const *members, size_t n)
+{
+  dev_t b, m;
+  if (filesystem_of (bitmap, &b) < 0)
+    return -1;                  /* the open that follows says why */
+  for (size_t i = 0; i < n; i++)
+    if (filesystem_of (members[i], &m) == 0 && m == b)
+      return (int) i;
+  return -1;
+}
+
 int
 create_array (const struct create_options *o, const char *const *members,
               size_t n)
@@ -173,14 +254,33 @@ create_array (const struct create_options *o, const char *const *members,
         return -EINVAL;
       }
 
-  /* Refuse before creating anything if a file exists. */
-  if (!o->force) {
-    for (size_t i = 0; i <= n; i++) {
-      const char *p = i < n ? members[i] : o->bitmap;
-      if (p && access (p, F_OK) == 0) {
-        log_error ("%s: already exists (use --force to overwrite)", p);
-        return -EEXIST;
-      }
+  /* Refuse before creating anything if a file exists; with --force, say
+   * which array a file to be overwritten belongs to. */
+  for (size_t i = 0; i <= n; i++) {
+    const char *p = i < n ? members[i] : o->bitmap;
+    if (!p || access (p, F_OK) != 0)
+      continue;
+    char what[160];
+    bool ours = i < n ? describe_member (p, what, sizeof what)
+      : describe_bitmap (p, what, sizeof what);
+    if (!o->force) {
+      log_error ("%s: already exists%s%s (use --force to overwrite)", p,
+                 ours ? ": " : "", ours ? what : "");
+      return -EEXIST;
+    }
+    if (ours)
+      log_warn ("%s: %s; overwriting it (--force)", p, what);
+  }
+
+  /* The bitmap on another filesystem than every member (SPEC §3): a
+   * mount would refuse it. */
+  if (o->bitmap) {
+    int k = same_filesystem (o->bitmap, members, n);
+    if (k >= 0) {
+      log_error ("%s: on the same filesystem as member %s; put the bitmap "
+                 "on another device (mdfuse refuses to mount it there)",
+                 o->bitmap, members[k]);
+      return -EINVAL;
     }
   }
 

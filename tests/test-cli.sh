@@ -66,4 +66,28 @@ start_mdfuse -o bitmap=bm/b,degraded m/m0:m/m1 mnt
 grep -q "warning: started degraded, with 1 of 2 members active (slot 1 missing)" "$MDFUSE_LOG" ||
     { cat "$MDFUSE_LOG" >&2; fail "a degraded start did not say so"; }
 stop_mdfuse
-info "--version, sizes, uuid and name, line-buffered output, degraded start: as an operator expects"
+mv m/m1.away m/m1
+
+# create over an array's files names the array; with --force it warns.
+st=0
+"$MDFUSECTL" create --size 16M --bitmap bm/y m/m0 m/y1 2>"$tmpdir/err" || st=$?
+[[ $st -ne 0 ]] || fail "create over an existing member succeeded without --force"
+grep -qF "m/m0: already exists: it appears to be member 0 of an md raid array (name 'cli-test', uuid $uuid" "$tmpdir/err" ||
+    fail "create over a member did not name its array: $(cat "$tmpdir/err")"
+[[ ! -e m/y1 && ! -e bm/y ]] || fail "a refused create left files behind"
+"$MDFUSECTL" create --force --size 16M --bitmap bm/b m/m0 m/m1 >/dev/null 2>"$tmpdir/err" ||
+    fail "create --force failed: $(cat "$tmpdir/err")"
+grep -qF "m/m1: it appears to be member 1 of an md raid array (name 'cli-test'" "$tmpdir/err" ||
+    fail "create --force did not say what it overwrote: $(cat "$tmpdir/err")"
+grep -qF "bm/b: it appears to be the bitmap of an md raid array (uuid $uuid" "$tmpdir/err" ||
+    fail "create --force did not say which bitmap it overwrote: $(cat "$tmpdir/err")"
+
+# create checks what mount enforces: the bitmap on another filesystem.
+st=0
+"$MDFUSECTL" create --size 16M --bitmap m/z.bitmap m/z0 m/z1 2>"$tmpdir/err" || st=$?
+[[ $st -ne 0 ]] || fail "create put the bitmap on the members' filesystem"
+grep -qF "m/z.bitmap: on the same filesystem as member m/z0" "$tmpdir/err" ||
+    fail "create did not say why it refused the bitmap: $(cat "$tmpdir/err")"
+[[ ! -e m/z0 && ! -e m/z.bitmap ]] || fail "the refused create left files behind"
+
+info "--version, sizes, uuid and name, line-buffered output, degraded start, create's checks: as an operator expects"
