@@ -44,8 +44,8 @@ usage (FILE *f, const char *name)
       sizes |= strstr (commands[i].synopsis, "SIZE") != NULL;
     }
   if (sizes)
-    fprintf (f, "\nSIZE is in bytes, or with a K, M, G or T suffix (powers "
-             "of 1024).\n");
+    fprintf (f, "\nSIZE is in bytes, or with a K, M, G, T, P or E suffix "
+             "(powers of 1024); \"1.5G\" works.\n");
 }
 
 int
