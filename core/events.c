@@ -109,7 +109,8 @@ array_bump_events_locked (struct array *a)
                  "member", a->m[failed].io->name, strerror (-err));
       return err;
     }
-    log_error ("%s: superblock write failed: %s", a->m[failed].io->name,
+    log_error ("%s: superblock write failed: %s; member marked faulty, the "
+               "volume goes on degraded", a->m[failed].io->name,
                strerror (-err));
     set_state (a, (uint32_t) failed, MEMBER_FAULTY);
     if (a->bitmap.bm)
