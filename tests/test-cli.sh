@@ -44,6 +44,9 @@ start_mdfuse -o bitmap=bm/b m/m0:m/m1 mnt
     fail "status does not show the uuid and name: $("$MDFUSECTL" status mnt)"
 "$MDFUSECTL" status --json mnt | jq -e --arg u "$uuid" '.uuid == $u and .name == "cli-test"' >/dev/null ||
     fail "status --json has no uuid/name"
+# status --test (mdadm --detail --test): 0 whole and in sync; the volume
+# file serves as well as its mount point.
+"$MDFUSECTL" status --test mnt/volume >/dev/null || fail "status --test of a whole volume exited $?"
 
 # Line by line in a pipe: "check started" while the check still runs.
 "$MDFUSECTL" check --rate 512M mnt >"$tmpdir/check.out" 2>&1 &
@@ -65,6 +68,9 @@ mv m/m1 m/m1.away
 start_mdfuse -o bitmap=bm/b,degraded m/m0:m/m1 mnt
 grep -q "warning: started degraded, with 1 of 2 members active (slot 1 missing)" "$MDFUSE_LOG" ||
     { cat "$MDFUSE_LOG" >&2; fail "a degraded start did not say so"; }
+st=0
+"$MDFUSECTL" status --test mnt >/dev/null || st=$?
+[[ $st -eq 1 ]] || fail "status --test of a degraded volume exited $st, not 1"
 stop_mdfuse
 mv m/m1.away m/m1
 

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -25,10 +26,19 @@
 
 #define STATUS_JSON "user.mdfuse.status.json"
 
+/* The volume file of MOUNTPOINT; the volume file itself may be given
+ * instead of its mount point. */
 static void
 volume_path (const char *mountpoint, char *out, size_t len)
 {
-  snprintf (out, len, "%s/volume", mountpoint);
+  struct stat st;
+  const char *base = strrchr (mountpoint, '/');
+  base = base ? base + 1 : mountpoint;
+  if (strcmp (base, "volume") == 0 && stat (mountpoint, &st) == 0
+      && S_ISREG (st.st_mode))
+    snprintf (out, len, "%s", mountpoint);
+  else
+    snprintf (out, len, "%s/volume", mountpoint);
 }
 
 /* Read attribute NAME of the volume into a malloc'd string; NULL with a
@@ -206,37 +216,6 @@ status_map (const char *mnt)
   return 0;
 }
 
-int
-cmd_status (int argc, char **argv)
-{
-  static const struct option longopts[] = {
-    { "json", no_argument, NULL, 'j' },
-    { "map", no_argument, NULL, 'm' },
-    { "help", no_argument, NULL, 'h' },
-    { NULL, 0, NULL, 0 },
-  };
-  bool json = false, map = false;
-  int c;
-  while ((c = getopt_long (argc, argv, "h", longopts, NULL)) != -1) {
-    switch (c) {
-    case 'j': json = true; break;
-    case 'm': map = true; break;
-    case 'h': usage (stdout, "status"); return 0;
-    default: usage (stderr, "status"); return 1;
-    }
-  }
-  if (optind + 1 != argc) {
-    usage (stderr, "status");
-    return 1;
-  }
-  const char *mnt = argv[optind];
-  char *text = get_attr (mnt, json ? STATUS_JSON : "user.mdfuse.status");
-  if (!text)
-    return 1;
-  fputs (text, stdout);
-  free (text);
-  return map ? status_map (mnt) : 0;
-}
 
 /* ---- fail, re-add ---- */
 
@@ -614,4 +593,73 @@ cmd_resync_rate (int argc, char **argv)
   snprintf (arg, sizeof arg, "%s%s%s%s%s", min ? "min=" : "", min ? min : "",
             min && max ? "," : "", max ? "max=" : "", max ? max : "");
   return send_command (argv[optind], "resync-rate", arg);
+}
+
+/* ---- status ---- */
+
+/* mdadm --detail --test: 0 when the volume is whole and in sync, 1 when
+ * it is degraded or not in sync (a resync or recovery runs, or a resync
+ * did not end), 2 when it has no active member, 4 when its state cannot
+ * be read. */
+static int
+status_test (const char *mnt)
+{
+  struct json_object *j = get_status (mnt);
+  if (!j)
+    return 4;
+  struct json_object *rs, *err;
+  const char *state = NULL;
+  struct recovery_view rec;
+  int r;
+  if (field_string (mnt, j, NULL, "state", &state) < 0
+      || field (mnt, j, NULL, "resync", json_type_object, true, &rs) < 0
+      || field (mnt, j, NULL, "resync_error", json_type_string, true, &err) < 0
+      || recovery_view (mnt, j, &rec) < 0)
+    r = 4;
+  else if (strcmp (state, "failed") == 0)
+    r = 2;
+  else if (strcmp (state, "active") != 0 || rs || err || rec.running
+           || rec.recovering)
+    r = 1;
+  else
+    r = 0;
+  json_object_put (j);
+  return r;
+}
+
+int
+cmd_status (int argc, char **argv)
+{
+  static const struct option longopts[] = {
+    { "json", no_argument, NULL, 'j' },
+    { "map", no_argument, NULL, 'm' },
+    { "test", no_argument, NULL, 't' },
+    { "help", no_argument, NULL, 'h' },
+    { NULL, 0, NULL, 0 },
+  };
+  bool json = false, map = false, test = false;
+  int c;
+  while ((c = getopt_long (argc, argv, "h", longopts, NULL)) != -1) {
+    switch (c) {
+    case 'j': json = true; break;
+    case 'm': map = true; break;
+    case 't': test = true; break;
+    case 'h': usage (stdout, "status"); return 0;
+    default: usage (stderr, "status"); return 1;
+    }
+  }
+  if (optind + 1 != argc) {
+    usage (stderr, "status");
+    return 1;
+  }
+  const char *mnt = argv[optind];
+  char *text = get_attr (mnt, json ? STATUS_JSON : "user.mdfuse.status");
+  if (!text)
+    return 1;
+  fputs (text, stdout);
+  free (text);
+  int r = map ? status_map (mnt) : 0;
+  if (r == 0 && test)
+    r = status_test (mnt);
+  return r;
 }

@@ -22,7 +22,7 @@ static const struct command {
   { "new-member", cmd_new_member, "[--force] --like MEMBER --slot N NEWFILE" },
   { "examine", cmd_examine, "MEMBER..." },
   { "examine-bitmap", cmd_examine_bitmap, "[--dirty] [--map] FILE" },
-  { "status", cmd_status, "[--json] [--map] MOUNTPOINT" },
+  { "status", cmd_status, "[--json] [--map] [--test] MOUNTPOINT" },
   { "fail", cmd_fail, "MOUNTPOINT MEMBER" },
   { "re-add", cmd_readd, "[--no-wait] MOUNTPOINT MEMBER" },
   { "check", cmd_check, "[--repair] [--rate SIZE] [--no-wait] MOUNTPOINT" },
