@@ -82,6 +82,32 @@ io_advise_willneed (struct io_file *f, uint64_t off, uint64_t len)
     f->ops->advise_willneed (f, off, len);
 }
 
+void
+io_data_extent (struct io_file *f, uint64_t off, uint64_t end,
+                uint64_t *data, uint64_t *hole)
+{
+  *data = off;
+  *hole = end;
+  if (!f->ops->seek_data || !f->ops->seek_hole)
+    return;
+  int64_t d = f->ops->seek_data (f, off);
+  if (d == -ENXIO || (d >= 0 && (uint64_t) d >= end)) {
+    *data = *hole = end;        /* no data before END */
+    return;
+  }
+  if (d < 0)
+    return;                     /* cannot tell: all data */
+  int64_t h = f->ops->seek_hole (f, (uint64_t) d);
+  *data = (uint64_t) d;
+  *hole = h >= 0 && (uint64_t) h < end ? (uint64_t) h : end;
+}
+
+int
+io_punch_hole (struct io_file *f, uint64_t off, uint64_t len)
+{
+  return f->ops->punch_hole ? f->ops->punch_hole (f, off, len) : -EOPNOTSUPP;
+}
+
 /* ---- POSIX backend ---- */
 
 struct posix_priv {
@@ -188,6 +214,38 @@ posix_copy_range (struct io_file *src, struct io_file *dst, uint64_t off,
   return 0;
 }
 
+static int64_t
+posix_seek (struct io_file *f, uint64_t off, int whence)
+{
+  struct posix_priv *p = f->priv;
+  off_t r = lseek (p->fd, (off_t) off, whence);
+  if (r < 0)
+    return errno == EINVAL ? -EOPNOTSUPP : -errno;
+  return r;
+}
+
+static int64_t
+posix_seek_data (struct io_file *f, uint64_t off)
+{
+  return posix_seek (f, off, SEEK_DATA);
+}
+
+static int64_t
+posix_seek_hole (struct io_file *f, uint64_t off)
+{
+  return posix_seek (f, off, SEEK_HOLE);
+}
+
+static int
+posix_punch_hole (struct io_file *f, uint64_t off, uint64_t len)
+{
+  struct posix_priv *p = f->priv;
+  if (fallocate (p->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                 (off_t) off, (off_t) len) < 0)
+    return errno == EOPNOTSUPP || errno == ENOSYS ? -EOPNOTSUPP : -errno;
+  return 0;
+}
+
 static const struct io_ops posix_ops = {
   .pread = posix_pread,
   .pwrite = posix_pwrite,
@@ -198,6 +256,9 @@ static const struct io_ops posix_ops = {
   .advise_willneed = posix_advise_willneed,
   .identity = posix_identity,
   .copy_range = posix_copy_range,
+  .seek_data = posix_seek_data,
+  .seek_hole = posix_seek_hole,
+  .punch_hole = posix_punch_hole,
 };
 
 struct io_file *

@@ -40,6 +40,13 @@ struct io_ops {
    * these two files (the caller then copies through a buffer). */
   int (*copy_range) (struct io_file *src, struct io_file *dst, uint64_t off,
                      uint64_t len);
+  /* The first byte at or after OFF that is data (SEEK_DATA), or that is
+   * in a hole (SEEK_HOLE; the end of the file counts as one); -ENXIO when
+   * there is no data from OFF on. */
+  int64_t (*seek_data) (struct io_file *f, uint64_t off);
+  int64_t (*seek_hole) (struct io_file *f, uint64_t off);
+  /* [OFF, OFF+LEN) reads as zeros from now on, and takes no space. */
+  int (*punch_hole) (struct io_file *f, uint64_t off, uint64_t len);
 };
 
 struct io_file {
@@ -61,6 +68,13 @@ int io_truncate (struct io_file *f, uint64_t size);
 int io_identity (struct io_file *f, struct io_identity *id);
 /* A hint; nothing when the backend takes none. */
 void io_advise_willneed (struct io_file *f, uint64_t off, uint64_t len);
+/* Where the data of F from OFF on ends before END: *DATA is the first
+ * data byte at or after OFF (END if none), *HOLE the first hole byte
+ * after *DATA (END at most).  A backend that cannot tell says it is all
+ * data.  For copies that keep a file sparse. */
+void io_data_extent (struct io_file *f, uint64_t off, uint64_t end,
+                     uint64_t *data, uint64_t *hole);
+int io_punch_hole (struct io_file *f, uint64_t off, uint64_t len);
 
 /* Copy [OFF, OFF+LEN) of SRC to the same place in DST: by the backend's
  * copy_range when both files have it (for POSIX files, copy_file_range in

@@ -38,10 +38,11 @@ array_write_targets (struct array *a, const bool *targets, const void *buf,
   return r;
 }
 
-int
-array_copy_range (struct array *a, uint32_t source, const bool *targets,
-                  uint64_t start, uint64_t end, void *buf, size_t buflen,
-                  enum member_io what, bool *written)
+/* Copy one run [START, END) of the source, all data or all hole. */
+static int
+copy_run (struct array *a, uint32_t source, const bool *targets,
+          uint64_t start, uint64_t end, void *buf, size_t buflen,
+          enum member_io what, bool *written)
 {
   for (uint32_t s = 0; s < a->nslots; s++)
     written[s] = false;
@@ -75,6 +76,57 @@ array_copy_range (struct array *a, uint32_t source, const bool *targets,
     memcpy (written, piece, a->nslots * sizeof *written);
     if (r < 0)
       return r;
+  }
+  return 0;
+}
+
+/* Where the source has a hole, punch one in every target: the copy reads
+ * as zeros there and keeps the targets as sparse as the source.  false
+ * when a target cannot (the caller copies the zeros instead). */
+static bool
+punch_targets (struct array *a, const bool *targets, uint64_t start,
+               uint64_t end, bool *written)
+{
+  for (uint32_t s = 0; s < a->nslots; s++) {
+    written[s] = false;
+    int st = state_of (a, s);
+    if (!targets[s] || st == MEMBER_FAULTY || st == MEMBER_MISSING)
+      continue;
+    if (io_punch_hole (a->m[s].io, start, end - start) < 0)
+      return false;
+    written[s] = true;
+  }
+  return true;
+}
+
+int
+array_copy_range (struct array *a, uint32_t source, const bool *targets,
+                  uint64_t start, uint64_t end, void *buf, size_t buflen,
+                  enum member_io what, bool *written)
+{
+  for (uint32_t s = 0; s < a->nslots; s++)
+    written[s] = targets[s];
+  /* Run by run of the source's data and holes, so that the targets stay
+   * as sparse as the source (a full recovery of a mostly empty volume
+   * writes only its data). */
+  for (uint64_t pos = start; pos < end;) {
+    uint64_t data = pos, hole = end;
+    if (state_of (a, source) == MEMBER_ACTIVE)
+      io_data_extent (a->m[source].io, pos, end, &data, &hole);
+    bool run[ASSEMBLE_MAX_SLOTS];
+    uint64_t run_end = data > pos ? data : hole;
+    int r = 0;
+    if (data > pos) {
+      if (!punch_targets (a, written, pos, data, run))
+        r = copy_run (a, source, written, pos, data, buf, buflen, what, run);
+    }
+    else
+      r = copy_run (a, source, written, pos, hole, buf, buflen, what, run);
+    for (uint32_t s = 0; s < a->nslots; s++)
+      written[s] = written[s] && run[s];
+    if (r < 0)
+      return r;
+    pos = run_end;
   }
   return 0;
 }
