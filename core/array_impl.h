@@ -299,7 +299,7 @@ int array_write_targets (struct array *a, const bool *targets, const void *buf,
 /* Copy [START, END) from SOURCE (an active member; if it fails, from
  * another) to every slot in TARGETS, as array_write_targets writes, in
  * pieces of BUFLEN through BUF when the backends cannot copy it
- * themselves.  WHAT: the kind of write of an active target (resync,
+ * themselves; where SOURCE has a hole, a hole is punched in the targets.  WHAT: the kind of write of an active target (resync,
  * repair).  The caller keeps user writes off the range (the range lock,
  * or no user I/O yet).  0, or a negative errno: no member could supply
  * the data, or as array_write_targets. */

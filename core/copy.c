@@ -1,7 +1,9 @@
 /* Copying a range between members: the one routine under resync (SPEC §5
- * step 5), recovery (§6 re-add) and repair.  Fast through the backends'
- * copy_range; on any error, piece by piece through a buffer, which tells
- * which member failed, and fails that one (SPEC §6). */
+ * step 5), recovery (§6 re-add) and repair.  Run by run of the source:
+ * its holes are punched in the targets (they stay as sparse as the
+ * source), its data is copied fast through the backends' copy_range, or,
+ * on any error, piece by piece through a buffer, which tells which member
+ * failed, and fails that one (SPEC §6). */
 #include <config.h>
 
 #include <errno.h>
