@@ -39,11 +39,44 @@ static int
 opt_proc (void *data, const char *arg, int key, struct fuse_args *outargs)
 {
   struct mdfuse_config *conf = data;
-  if (key == FUSE_OPT_KEY_NONOPT && !conf->members) {
+  if (key != FUSE_OPT_KEY_NONOPT)
+    return 1;
+  if (conf->nwords < (int) (sizeof conf->words / sizeof conf->words[0]))
+    conf->words[conf->nwords] = arg;
+  conf->nwords++;
+  if (!conf->members) {
     conf->members = strdup (arg);
     return 0;
   }
-  return 1;
+  return conf->nwords == 2 ? 1 : 0;     /* the mount point, for FUSE */
+}
+
+/* The usual slips: members given as separate arguments (mdadm's habit),
+ * or the mount point first.  Says the right form; false when the
+ * arguments look right. */
+static bool
+explain_arguments (const struct mdfuse_config *conf)
+{
+  int n = conf->nwords < 8 ? conf->nwords : 8;
+  if (n > 2) {
+    char members[1024] = "";
+    size_t used = 0;
+    for (int i = 0; i < n - 1 && used < sizeof members; i++)
+      used += (size_t) snprintf (members + used, sizeof members - used,
+                                 "%s%s", i ? ":" : "", conf->words[i]);
+    log_error ("%d arguments after the options, where mdfuse takes two: the "
+               "members joined by ':', then the mount point; did you mean "
+               "'%s %s'?", conf->nwords, members, conf->words[n - 1]);
+    return true;
+  }
+  struct stat st;
+  if (n == 2 && stat (conf->words[0], &st) == 0 && S_ISDIR (st.st_mode)) {
+    log_error ("%s is a directory: the members come first, then the mount "
+               "point; did you mean '%s %s'?", conf->words[0],
+               conf->words[1], conf->words[0]);
+    return true;
+  }
+  return false;
 }
 
 static void
@@ -76,6 +109,8 @@ main (int argc, char **argv)
   struct mdfuse mf = { 0 };
 
   if (fuse_opt_parse (&args, &conf, mdfuse_opts, opt_proc) < 0)
+    return 1;
+  if (explain_arguments (&conf))
     return 1;
   if (fuse_parse_cmdline (&args, &opts) != 0)
     return 1;

@@ -28,6 +28,10 @@ struct mdfuse_config {
   int nouring;
   char *resync_min, *resync_max;        /* sizes per second */
   int resync_first;             /* copy before serving, as md does not */
+  /* Every argument that is not an option, in order (the members, the
+   * mount point, and any too many), for a helpful message. */
+  const char *words[8];
+  int nwords;
 };
 
 struct loop;

@@ -36,6 +36,19 @@ for bad in "20E:16 EiB" "0.1K:not a size" "1.2.3:not a size"; do
     [[ ! -e m/x0 && ! -e bm/x ]] || fail "create --size ${bad%%:*} left files behind"
 done
 
+# Members as separate arguments, or the mount point first: the right form.
+st=0
+"$MDFUSE" -f -o bitmap=bm/b m/m0 m/m1 mnt 2>"$tmpdir/err" || st=$?
+[[ $st -ne 0 ]] || fail "mdfuse took the members as separate arguments"
+grep -qF "did you mean 'm/m0:m/m1 mnt'?" "$tmpdir/err" ||
+    fail "members as separate arguments: $(cat "$tmpdir/err")"
+st=0
+"$MDFUSE" -f -o bitmap=bm/b mnt m/m0:m/m1 2>"$tmpdir/err" || st=$?
+[[ $st -ne 0 ]] || fail "mdfuse took the mount point first"
+grep -qF "mnt is a directory: the members come first, then the mount point; did you mean 'm/m0:m/m1 mnt'?" "$tmpdir/err" ||
+    fail "mount point first: $(cat "$tmpdir/err")"
+is_mounted "$tmpdir/mnt" && fail "a refused mdfuse left a mount"
+
 # The UUID and the name, as examine reads them, in status.
 uuid=$("$MDFUSECTL" examine m/m0 | sed -n 's/^ *Array UUID : //p')
 [[ -n $uuid ]] || fail "examine shows no Array UUID"
