@@ -154,6 +154,15 @@ checkpoint_start (struct checkpoint *k)
 
 /* ---- plan, copy, finish ---- */
 
+/* Whether the plan copies chunk C (its bit DIRTY) to slot S. */
+static bool
+target_wants (const struct resync_plan *p, uint32_t s, uint64_t c, bool dirty)
+{
+  return (p->full_target[s] && (c >= p->full_from[s] || dirty))
+    || (p->bits_target[s] && dirty)
+    || (p->current_target[s] && c >= p->from_chunk);
+}
+
 /* Decide what to copy; mark the chunks the current members may differ in
  * (`need`).  0 or -ENOMEM. */
 static int
@@ -215,14 +224,12 @@ resync_plan (struct array *a, struct resync_plan *p)
   for (uint32_t s = 0; s < a->nslots; s++)
     active_bits |= p->bits_target[s] && state_of (a, s) == MEMBER_ACTIVE;
   for (uint64_t c = 0; c < p->nchunks; c++) {
+    bool dirty = a->bitmap.bm && bitmap_test (a->bitmap.bm, c);
     bool differ = active_full || (any_current && c >= p->from_chunk)
-      || (active_bits && bitmap_test (a->bitmap.bm, c));
+      || (active_bits && dirty);
     bool copied = false;
     for (uint32_t s = 0; s < a->nslots && !copied; s++)
-      copied = (p->full_target[s] && c >= p->full_from[s])
-        || (p->current_target[s] && c >= p->from_chunk)
-        || ((p->bits_target[s] || p->full_target[s]) && a->bitmap.bm
-            && bitmap_test (a->bitmap.bm, c));
+      copied = target_wants (p, s, c, dirty);
     if (differ)
       array_need_set (a, c);
     p->total += copied;
@@ -293,10 +300,7 @@ resync_copy (struct array *a, const struct resync_plan *p,
     bool want[ASSEMBLE_MAX_SLOTS];
     bool any = false;
     for (uint32_t s = 0; s < a->nslots; s++) {
-      want[s] = s != src
-        && ((p->full_target[s] && (c >= p->full_from[s] || dirty))
-            || (dirty && p->bits_target[s])
-            || (p->current_target[s] && c >= p->from_chunk));
+      want[s] = s != src && target_wants (p, s, c, dirty);
       any |= want[s];
     }
     if (any) {
