@@ -97,6 +97,11 @@ int array_fail_member (struct array *a, uint32_t slot, char *msg,
  * NULL, re-add the file slot SAME_SLOT already has open. */
 int array_readd_member (struct array *a, struct io_file *io,
                         uint32_t same_slot, char *msg, size_t msglen);
+/* Stop using the bitmap (mdadm --grow --bitmap=none): the members' events
+ * go past it durably, so it is stale wherever it is used again.  Refused
+ * while a resync runs or a member is not active, unless FORCE. */
+int array_remove_bitmap (struct array *a, bool force, char *msg,
+                         size_t msglen);
 /* The slot whose open file is the file (device, inode), or -1. */
 int array_slot_of_file (struct array *a, uint64_t dev, uint64_t ino);
 /* Start a background check (or repair) of every chunk on every active

@@ -227,16 +227,17 @@ assemble_decide (const struct member_probe *m, const char *const *names,
         && (memcmp (h->uuid, r->set_uuid, 16) != 0
             || h->sync_size != r->size))
       FAIL ("%s: corrupt bitmap header (%s), and its %s does not match the "
-            "members'; refusing it (mount with -o nobitmap to run without "
-            "a bitmap)", bm->name, bm->why[0] ? bm->why : "bad checksum",
+            "members'; refusing it (replace it with 'mdfusectl add-bitmap "
+            "--force', or mount with -o nobitmap)", bm->name, bm->why[0] ? bm->why : "bad checksum",
             memcmp (h->uuid, r->set_uuid, 16) != 0 ? "array uuid"
             : "volume size");
     if (memcmp (h->uuid, r->set_uuid, 16) != 0) {
       char a[36], b[36];
       sb_format_uuid (h->uuid, a);
       sb_format_uuid (r->set_uuid, b);
-      FAIL ("%s: bitmap of another array (uuid %s, members have %s)",
-            bm->name, a, b);
+      FAIL ("%s: bitmap of another array (uuid %s, members have %s); "
+            "check -o bitmap=, or make this array a new one with "
+            "'mdfusectl add-bitmap'", bm->name, a, b);
     }
     if (h->sync_size != r->size)
       FAIL ("%s: bitmap is for a volume of %" PRIu64 " sectors, the members "

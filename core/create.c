@@ -403,3 +403,131 @@ create_member_like (const char *like, uint32_t slot, const char *path,
     unlink (path);
   return r;
 }
+
+int
+create_bitmap_for (const struct create_bitmap_options *o,
+                   const char *const *members, size_t n)
+{
+  if (n == 0) {
+    log_error ("add-bitmap: give the array's members (all of them, so that "
+               "the bitmap can be checked to be on another filesystem)");
+    return -EINVAL;
+  }
+  if (o->chunk && !bitmap_chunk_valid (o->chunk)) {
+    log_error ("chunk %" PRIu64 " is not a power of two between 4K and 1G",
+               o->chunk);
+    return -EINVAL;
+  }
+  if (o->daemon_sleep > 3600) {
+    log_error ("daemon sleep %u s is out of range (1..3600)", o->daemon_sleep);
+    return -EINVAL;
+  }
+
+  /* What the members say: one array, its events. */
+  struct md_sb ref;
+  uint64_t events = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (strcmp (members[i], o->bitmap) == 0) {
+      log_error ("%s: given as the bitmap and as a member", o->bitmap);
+      return -EINVAL;
+    }
+    struct io_file *f = io_posix_open (members[i], IO_OPEN_READONLY);
+    if (!f)
+      return -errno;            /* io_posix_open logged it */
+    struct member_probe p;
+    int r = member_probe (f, &p);
+    io_close (f);
+    if (r < 0 || p.status != SB_VALID) {
+      log_error ("%s: %s", members[i], p.why);
+      return r < 0 ? r : -EINVAL;
+    }
+    if (i == 0)
+      ref = p.sb;
+    else if (memcmp (p.sb.set_uuid, ref.set_uuid, 16) != 0) {
+      char a[36], b[36];
+      sb_format_uuid (p.sb.set_uuid, a);
+      sb_format_uuid (ref.set_uuid, b);
+      log_error ("%s: member of another array (uuid %s; %s has %s)",
+                 members[i], a, members[0], b);
+      return -EINVAL;
+    }
+    else if (p.sb.size != ref.size) {
+      log_error ("%s: holds %" PRIu64 " sectors, %s %" PRIu64 ": not one "
+                 "array", members[i], p.sb.size, members[0], ref.size);
+      return -EINVAL;
+    }
+    if (p.sb.events > events)
+      events = p.sb.events;
+  }
+  uint64_t volume_bytes = ref.size * 512;
+  uint64_t chunk = o->chunk ? o->chunk : bitmap_default_chunk (volume_bytes);
+  uint64_t chunks = bitmap_chunks (volume_bytes, chunk);
+  if (chunks > BITMAP_MAX_BITS) {
+    log_error ("a chunk of %" PRIu64 " bytes gives %" PRIu64 " chunks, more "
+               "than the %llu supported; give a larger --chunk", chunk,
+               chunks, BITMAP_MAX_BITS);
+    return -EINVAL;
+  }
+
+  if (access (o->bitmap, F_OK) == 0) {
+    char what[160];
+    bool ours = describe_bitmap (o->bitmap, what, sizeof what);
+    if (!o->force) {
+      log_error ("%s: already exists%s%s (use --force to replace it)",
+                 o->bitmap, ours ? ": " : "", ours ? what : "");
+      return -EEXIST;
+    }
+    if (ours)
+      log_warn ("%s: %s; replacing it (--force)", o->bitmap, what);
+  }
+  int k = same_filesystem (o->bitmap, members, n);
+  if (k >= 0) {
+    log_error ("%s: on the same filesystem as member %s; put the bitmap on "
+               "another device (mdfuse refuses to mount it there)", o->bitmap,
+               members[k]);
+    return -EINVAL;
+  }
+
+  bool existed = access (o->bitmap, F_OK) == 0;
+  struct io_file *bio = create_file (o->bitmap, o->force);
+  if (!bio)
+    return -errno;              /* in use by a running mdfuse, say */
+  uint64_t bytes = bitmap_file_size (chunks);
+  uint8_t *buf = calloc (1, bytes);
+  if (!buf) {
+    log_error ("%s: out of memory", o->bitmap);
+    io_close (bio);
+    if (!existed)
+      unlink (o->bitmap);
+    return -ENOMEM;
+  }
+  /* It has seen no write: every bit set, and marked out of date, so that
+   * the first mount copies every chunk (SPEC §5 step 4) and no bit ever
+   * claims a chunk clean that it did not watch. */
+  struct bitmap_header h = {
+    .events = events,
+    .events_cleared = events,
+    .sync_size = ref.size,
+    .state = BITMAP_STATE_STALE,
+    .chunksize = (uint32_t) chunk,
+    .daemon_sleep = o->daemon_sleep ? o->daemon_sleep
+      : BITMAP_DEFAULT_DAEMON_SLEEP,
+  };
+  memcpy (h.uuid, ref.set_uuid, 16);
+  bitmap_header_encode (&h, buf);
+  for (uint64_t c = 0; c < chunks; c++)
+    buf[bitmap_bit_byte (c)] |= bitmap_bit_mask (c);
+  int r = io_truncate (bio, 0);
+  if (r == 0)
+    r = io_pwrite_full (bio, buf, bytes, 0);
+  if (r == 0)
+    r = io_fdatasync (bio);
+  free (buf);
+  io_close (bio);
+  if (r < 0) {
+    log_error ("%s: cannot write the bitmap: %s", o->bitmap, strerror (-r));
+    unlink (o->bitmap);
+    return r;
+  }
+  return 0;
+}

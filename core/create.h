@@ -38,4 +38,18 @@ int create_array_on (const struct create_options *opts,
 int create_member_like (const char *like, uint32_t slot, const char *path,
                         bool force);
 
+/* A new bitmap file for the array MEMBERS belong to (one lost or never
+ * made): the array's uuid, size and events, every bit set and marked out
+ * of date, so that the first mount that uses it copies every chunk.  The
+ * members are only read; the array may be running without a bitmap.  0, or
+ * a negative errno with a message naming the file. */
+struct create_bitmap_options {
+  const char *bitmap;           /* path */
+  uint64_t chunk;               /* 0: the default for the size */
+  unsigned daemon_sleep;        /* 0: default */
+  bool force;                   /* replace an existing file */
+};
+int create_bitmap_for (const struct create_bitmap_options *opts,
+                       const char *const *members, size_t nmembers);
+
 #endif

@@ -169,6 +169,52 @@ array_bitmap_failed (struct array *a)
   return r;
 }
 
+int
+array_remove_bitmap (struct array *a, bool force, char *msg, size_t msglen)
+{
+  pthread_mutex_lock (&a->sb_lock);
+  int r = 0;
+  if (!bitmap_in_use (a)) {
+    snprintf (msg, msglen, "the volume has no bitmap in use");
+    r = -ENOENT;
+  }
+  else if (!force && a->resync.running) {
+    snprintf (msg, msglen, "%s: a resync is running from its bits; remove "
+              "it when the resync has ended (or with --force, and the "
+              "resync goes on from memory)", a->bitmap.io->name);
+    r = -EBUSY;
+  }
+  else if (!force && !all_active (a)) {
+    snprintf (msg, msglen, "%s: a member is not active, and the bitmap is "
+              "what lets its re-add copy only the changed chunks; --force "
+              "removes it anyway (the re-add then copies everything)",
+              a->bitmap.io->name);
+    r = -EBUSY;
+  }
+  else {
+    /* As if it had failed: the members go past its events, durably,
+     * before a write skips it, so that it is stale wherever it is used
+     * again (SPEC §6). */
+    set_bitmap_use (a, BITMAP_FAILING);
+    r = array_bump_events_locked (a);
+    if (r == 0) {
+      set_bitmap_use (a, BITMAP_ABANDONED);
+      log_warn_loud ("%s: bitmap removed by the administrator; the volume "
+                     "runs without it (members at events %" PRIu64 ")",
+                     a->bitmap.io->name, a->events);
+      snprintf (msg, msglen, "%s: no longer used; mount with -o nobitmap "
+                "from now on (a crash then copies the whole volume), or give "
+                "a new one made by 'mdfusectl add-bitmap'",
+                a->bitmap.io->name);
+    }
+    else
+      snprintf (msg, msglen, "%s: the members could not be updated: %s",
+                a->bitmap.io->name, strerror (-r));
+  }
+  pthread_mutex_unlock (&a->sb_lock);
+  return r;
+}
+
 static const char *const member_io_name[] = {
   [MEMBER_IO_READ] = "read",
   [MEMBER_IO_WRITE] = "write",

@@ -22,8 +22,8 @@
 /* ---- the control channel: extended attributes on `volume` ----
  *
  * mdfusectl reads user.mdfuse.status (text) or user.mdfuse.status.json,
- * and sets user.mdfuse.fail, user.mdfuse.re-add or user.mdfuse.check to
- * act; user.mdfuse.message then holds the answer.  Only the user who
+ * and sets user.mdfuse.fail, re-add, check, resync-rate or remove-bitmap
+ * to act; user.mdfuse.message then holds the answer.  Only the user who
  * mounted the volume, or root, may use it. */
 
 #define XATTR_PREFIX "user.mdfuse."
@@ -262,6 +262,15 @@ op_setxattr (fuse_req_t req, fuse_ino_t ino, const char *name,
     r = admin_check (mf, arg, msg, sizeof msg);
   else if (strcmp (what, "resync-rate") == 0)
     r = admin_resync_rate (mf, arg, msg, sizeof msg);
+  else if (strcmp (what, "remove-bitmap") == 0) {
+    if (*arg && strcmp (arg, "force") != 0) {
+      snprintf (msg, sizeof msg, "remove-bitmap: '%.100s' is not 'force'",
+                arg);
+      r = -EINVAL;
+    }
+    else
+      r = array_remove_bitmap (mf->array, *arg != '\0', msg, sizeof msg);
+  }
   else {
     fuse_reply_err (req, ENOTSUP);
     return;

@@ -108,12 +108,12 @@ main (int argc, char **argv)
   struct fuse_session *se = NULL;
   struct mdfuse mf = { 0 };
 
-  if (fuse_opt_parse (&args, &conf, mdfuse_opts, opt_proc) < 0)
-    return 1;
-  if (explain_arguments (&conf))
-    return 1;
-  if (fuse_parse_cmdline (&args, &opts) != 0)
-    return 1;
+  /* Usage errors exit 2, with a pointer to --help (GNU's convention). */
+  if (fuse_opt_parse (&args, &conf, mdfuse_opts, opt_proc) < 0
+      || explain_arguments (&conf) || fuse_parse_cmdline (&args, &opts) != 0) {
+    rc = 2;
+    goto out;
+  }
   if (opts.show_help) {
     usage (argv[0]);
     fuse_cmdline_help ();
@@ -128,7 +128,9 @@ main (int argc, char **argv)
     goto out;
   }
   if (!conf.members || !opts.mountpoint) {
-    usage (argv[0]);
+    log_error ("%s", !conf.members ? "no members and no mount point given"
+               : "no mount point given");
+    rc = 2;
     goto out;
   }
   if (access ("/dev/fuse", R_OK | W_OK) != 0) {
@@ -156,8 +158,10 @@ main (int argc, char **argv)
   mf.gid = getgid ();
   mf.mount_time = time (NULL);
   se = fuse_session_new (&args, &mdfuse_ops, sizeof mdfuse_ops, &mf);
-  if (!se)
+  if (!se) {
+    rc = 2;                     /* an option neither FUSE nor we know */
     goto out;
+  }
 
   if (stop_init (&mf) < 0)
     goto out_session;
@@ -170,6 +174,7 @@ main (int argc, char **argv)
                "the minimum is above the maximum",
                conf.resync_min ? conf.resync_min : "",
                conf.resync_max ? conf.resync_max : "");
+    rc = 2;
     goto out_session;
   }
   mf.array = mdfuse_open_array (&conf, opts.mountpoint);
@@ -266,6 +271,8 @@ out_array:
 out_session:
   fuse_session_destroy (se);
 out:
+  if (rc == 2)
+    fprintf (stderr, "Try 'mdfuse --help' for more information.\n");
   free (opts.mountpoint);
   free (conf.members);
   free (conf.bitmap);

@@ -171,6 +171,13 @@ mdfuse_open_array (struct mdfuse_config *conf, const char *mountpoint)
                  "its own bitmap", conf->bitmap, mountpoint);
       goto fail;
     }
+    if (access (conf->bitmap, F_OK) != 0 && errno == ENOENT) {
+      log_error ("%s: no such bitmap file; if it is lost, make a new one "
+                 "with 'mdfusectl add-bitmap --bitmap %s MEMBER...' (the "
+                 "first mount with it copies every chunk), or mount with "
+                 "-o nobitmap", conf->bitmap, conf->bitmap);
+      goto fail;
+    }
     char abs[PATH_MAX];
     bitmap = io_posix_open (realpath (conf->bitmap, abs) ? abs : conf->bitmap,
                             IO_OPEN_LOCK);

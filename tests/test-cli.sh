@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The command line as an operator meets it: --version everywhere, sizes as
-# people type them (1.5G) and range errors that say the limit, the
-# array's UUID and name in status, a degraded start that says so, and
-# output that comes line by line in a pipe.
+# The command line as an operator meets it: --version and --help
+# everywhere, usage errors that exit 2 with a message on stderr and nothing
+# on stdout, sizes as people type them (1.5G) and range errors that say the
+# limit, arguments swapped or a member file for a mount point named as
+# such, the array's UUID and name in status, a degraded start that says
+# so, and output that comes line by line in a pipe.
 
 # shellcheck source=tests/functions.sh
 . "$(dirname "${BASH_SOURCE[0]}")/functions.sh"
@@ -23,6 +25,42 @@ for args in "--version" "status --version" "create --version"; do
 done
 "$MDFUSE" --version 2>&1 | grep -q '^mdfuse [0-9]' || fail "mdfuse --version does not say its version"
 
+# --help on every command: the usage on stdout, exit 0, nothing on stderr.
+commands="create new-member add-bitmap examine examine-bitmap status fail re-add check wait resync-rate remove-bitmap"
+for c in $commands; do
+    out=$("$MDFUSECTL" "$c" --help 2>"$tmpdir/err") || fail "mdfusectl $c --help exited $?"
+    [[ $out == "Usage:"*"mdfusectl $c "* ]] || fail "mdfusectl $c --help printed '$out'"
+    [[ ! -s $tmpdir/err ]] || fail "mdfusectl $c --help wrote to stderr: $(cat "$tmpdir/err")"
+done
+"$MDFUSECTL" --help | grep -q "mdfusectl remove-bitmap" || fail "mdfusectl --help does not list every command"
+"$MDFUSE" --help 2>/dev/null | grep -q "^Usage: .*mdfuse" || fail "mdfuse --help shows no usage"
+
+# Usage errors: exit 2, a message and a pointer to --help on stderr,
+# nothing on stdout.
+usage_error() {
+    local want=$1 st=0
+    shift
+    "$@" >"$tmpdir/out" 2>"$tmpdir/err" || st=$?
+    [[ $st -eq 2 ]] || fail "$* exited $st, expected 2 (a usage error): $(cat "$tmpdir/err")"
+    [[ ! -s $tmpdir/out ]] || fail "$* wrote to stdout on a usage error: $(cat "$tmpdir/out")"
+    grep -qF -- "$want" "$tmpdir/err" || fail "$*: '$(cat "$tmpdir/err")' does not say '$want'"
+    grep -qE -- "Try '(mdfusectl|mdfuse)( [a-z-]+)? --help'" "$tmpdir/err" || fail "$*: no pointer to --help: $(cat "$tmpdir/err")"
+}
+for c in $commands; do
+    usage_error "unrecognized option '--bogus'" "$MDFUSECTL" "$c" --bogus
+done
+usage_error "no command given" "$MDFUSECTL"
+usage_error "unknown command 'frobnicate'" "$MDFUSECTL" frobnicate
+usage_error "missing operand: expected MOUNTPOINT" "$MDFUSECTL" status
+usage_error "extra operand 'b' (expected MOUNTPOINT)" "$MDFUSECTL" status a b
+usage_error "too few operands: expected MOUNTPOINT MEMBER" "$MDFUSECTL" fail mnt
+usage_error "missing operand: expected MEMBER..." "$MDFUSECTL" examine
+usage_error "--size SIZE is required" "$MDFUSECTL" create --bitmap bm/x m/x0 m/x1
+usage_error "--rate 1Q: not a size" "$MDFUSECTL" check --rate 1Q mnt
+usage_error "no members and no mount point given" "$MDFUSE"
+usage_error "unknown option" "$MDFUSE" -f -o bitmap=bm/x,frobnicate m/x0:m/x1 mnt
+[[ ! -e m/x0 && ! -e bm/x ]] || fail "a usage error left files behind"
+
 # Sizes: a fraction, and errors that say why; nothing is created then.
 "$MDFUSECTL" create --size 1.5G --name cli-test --bitmap bm/b m/m0 m/m1 >"$tmpdir/create.out" ||
     fail "create --size 1.5G failed"
@@ -31,7 +69,7 @@ done
 for bad in "20E:16 EiB" "0.1K:not a size" "1.2.3:not a size"; do
     st=0
     "$MDFUSECTL" create --size "${bad%%:*}" --bitmap bm/x m/x0 m/x1 2>"$tmpdir/err" || st=$?
-    [[ $st -ne 0 ]] || fail "create --size ${bad%%:*} succeeded"
+    [[ $st -eq 2 ]] || fail "create --size ${bad%%:*} exited $st, expected 2"
     grep -qF "${bad#*:}" "$tmpdir/err" || fail "create --size ${bad%%:*}: '$(cat "$tmpdir/err")' does not say '${bad#*:}'"
     [[ ! -e m/x0 && ! -e bm/x ]] || fail "create --size ${bad%%:*} left files behind"
 done
@@ -39,12 +77,12 @@ done
 # Members as separate arguments, or the mount point first: the right form.
 st=0
 "$MDFUSE" -f -o bitmap=bm/b m/m0 m/m1 mnt 2>"$tmpdir/err" || st=$?
-[[ $st -ne 0 ]] || fail "mdfuse took the members as separate arguments"
+[[ $st -eq 2 ]] || fail "mdfuse with the members as separate arguments exited $st, expected 2"
 grep -qF "did you mean 'm/m0:m/m1 mnt'?" "$tmpdir/err" ||
     fail "members as separate arguments: $(cat "$tmpdir/err")"
 st=0
 "$MDFUSE" -f -o bitmap=bm/b mnt m/m0:m/m1 2>"$tmpdir/err" || st=$?
-[[ $st -ne 0 ]] || fail "mdfuse took the mount point first"
+[[ $st -eq 2 ]] || fail "mdfuse with the mount point first exited $st, expected 2"
 grep -qF "mnt is a directory: the members come first, then the mount point; did you mean 'm/m0:m/m1 mnt'?" "$tmpdir/err" ||
     fail "mount point first: $(cat "$tmpdir/err")"
 is_mounted "$tmpdir/mnt" && fail "a refused mdfuse left a mount"
@@ -60,6 +98,17 @@ start_mdfuse -o bitmap=bm/b m/m0:m/m1 mnt
 # status --test (mdadm --detail --test): 0 whole and in sync; the volume
 # file serves as well as its mount point.
 "$MDFUSECTL" status --test mnt/volume >/dev/null || fail "status --test of a whole volume exited $?"
+
+# Arguments swapped, or a member file where the mount point goes: one
+# clear error, and nothing done.
+usage_error "the mount point comes first: mdfusectl re-add mnt m/m1" "$MDFUSECTL" re-add m/m1 mnt
+usage_error "the mount point comes first: mdfusectl fail mnt m/m1" "$MDFUSECTL" fail m/m1 mnt
+"$MDFUSECTL" status --test mnt >/dev/null || fail "a swapped fail changed the volume"
+st=0
+"$MDFUSECTL" status m/m0 >/dev/null 2>"$tmpdir/err" || st=$?
+[[ $st -eq 1 ]] || fail "status of a member file exited $st, expected 1"
+grep -qF "m/m0: a file, not the mount point of a running volume" "$tmpdir/err" ||
+    fail "status of a member file: $(cat "$tmpdir/err")"
 
 # Line by line in a pipe: "check started" while the check still runs.
 "$MDFUSECTL" check --rate 512M mnt >"$tmpdir/check.out" 2>&1 &

@@ -242,7 +242,7 @@ chunks_that_differ() {
 _member_state() {
     local i=$1 f=back/${members[$1]} out st=0 line
     out=$("$MDFUSECTL" examine "$f" 2>&1) || st=$?
-    [[ $st -eq 0 || $st -eq 2 ]] || { printf '%s\n' "$out" >&2; fail "mdfusectl examine $f failed"; }
+    [[ $st -eq 0 || $st -eq 3 ]] || { printf '%s\n' "$out" >&2; fail "mdfusectl examine $f failed"; }
     valid[i]=$((st == 0))
     ev[i]=$(field Events <<<"$out") || fail "$f: no Events"
     rec[i]=0 recoff[i]=0 guided[i]=0
@@ -282,11 +282,11 @@ analyze() {
             "recovering: ${rec[*]}): the next mount would refuse"
 
     out=$("$MDFUSECTL" examine-bitmap bmback/b 2>&1) || st=$?
-    [[ $st -eq 0 || $st -eq 2 ]] || { printf '%s\n' "$out" >&2; fail "$what: mdfusectl examine-bitmap failed"; }
+    [[ $st -eq 0 || $st -eq 3 ]] || { printf '%s\n' "$out" >&2; fail "$what: mdfusectl examine-bitmap failed"; }
     bev=$(field Events <<<"$out") || fail "$what: bitmap: no Events"
     bec=$(field "Events Cleared" <<<"$out") || fail "$what: bitmap: no Events Cleared"
     bstate=$(field State <<<"$out") || fail "$what: bitmap: no State"
-    if [[ $st -eq 2 ]]; then
+    if [[ $st -eq 3 ]]; then
         stale="bad header checksum"
     else
         [[ $bev -le $maxev ]] ||

@@ -41,6 +41,15 @@ volume_path (const char *mountpoint, char *out, size_t len)
     snprintf (out, len, "%s/volume", mountpoint);
 }
 
+/* Whether PATH is a running mdfuse volume or its mount point. */
+static bool
+is_volume (const char *path)
+{
+  char vol[PATH_MAX];
+  volume_path (path, vol, sizeof vol);
+  return getxattr (vol, "user.mdfuse.status", NULL, 0) >= 0;
+}
+
 /* Read attribute NAME of the volume into a malloc'd string; NULL with a
  * message. */
 static char *
@@ -70,7 +79,11 @@ get_attr (const char *mountpoint, const char *name)
     if (e != ERANGE)
       break;
   }
-  if (e == ENOENT || e == ENOTCONN)
+  struct stat st;
+  if (e == ENOTDIR && stat (mountpoint, &st) == 0 && S_ISREG (st.st_mode))
+    log_error ("%s: a file, not the mount point of a running volume (a "
+               "member file is read with 'mdfusectl examine')", mountpoint);
+  else if (e == ENOENT || e == ENOTCONN)
     log_error ("%s: no mdfuse volume is mounted there (%s)", mountpoint,
                strerror (e));
   else if (e == ENODATA || e == ENOTSUP)
@@ -337,15 +350,18 @@ member_op (int argc, char **argv, const char *cmd)
                            NULL)) != -1) {
     switch (c) {
     case 'n': wait = false; break;
-    case 'h': usage (stdout, cmd); return 0;
-    default: usage (stderr, cmd); return 1;
+    case 'h': usage (cmd); return 0;
+    default: return usage_error (cmd, NULL);
     }
   }
-  if (optind + 2 != argc) {
-    usage (stderr, cmd);
-    return 1;
-  }
+  int u = check_operands (cmd, argc, argv, optind, 2, 2, "MOUNTPOINT MEMBER");
+  if (u)
+    return u;
   const char *mnt = argv[optind];
+  if (!is_volume (mnt) && is_volume (argv[optind + 1]))
+    return usage_error (cmd, "'%s' is the volume and '%s' not: the mount "
+                        "point comes first: mdfusectl %s %s %s",
+                        argv[optind + 1], mnt, cmd, argv[optind + 1], mnt);
   /* The daemon's working directory is not ours: send an absolute path
    * (a slot number goes as it is). */
   char abs[PATH_MAX];
@@ -414,20 +430,18 @@ cmd_check (int argc, char **argv)
     case 'r': repair = true; break;
     case 'R':
       if ((e = parse_size (optarg, &dummy)) < 0) {
-        log_error ("--rate %s: %s", optarg, size_error (e));
-        return 1;
+        return usage_error ("check", "--rate %s: %s", optarg, size_error (e));
       }
       rate = optarg;
       break;
     case 'n': wait = false; break;
-    case 'h': usage (stdout, "check"); return 0;
-    default: usage (stderr, "check"); return 1;
+    case 'h': usage ("check"); return 0;
+    default: return usage_error ("check", NULL);
     }
   }
-  if (optind + 1 != argc) {
-    usage (stderr, "check");
-    return 1;
-  }
+  int u = check_operands ("check", argc, argv, optind, 1, 1, "MOUNTPOINT");
+  if (u)
+    return u;
   const char *mnt = argv[optind];
   char arg[128];
   snprintf (arg, sizeof arg, "%s%s%s", repair ? "repair" : "check",
@@ -453,7 +467,7 @@ cmd_check (int argc, char **argv)
               repair ? "repair" : "check", v.mismatches,
               v.mismatches == 1 ? "" : "s",
               repair && v.mismatches ? " rewritten" : "");
-      return !repair && v.mismatches ? 2 : 0;
+      return !repair && v.mismatches ? EXIT_FOUND : 0;
     }
     progress_update (&prog, v.done_bytes, v.total_bytes);
     usleep (200000);
@@ -509,14 +523,13 @@ cmd_wait (int argc, char **argv)
   int c;
   while ((c = getopt_long (argc, argv, "h", longopts, NULL)) != -1) {
     switch (c) {
-    case 'h': usage (stdout, "wait"); return 0;
-    default: usage (stderr, "wait"); return 1;
+    case 'h': usage ("wait"); return 0;
+    default: return usage_error ("wait", NULL);
     }
   }
-  if (optind + 1 != argc) {
-    usage (stderr, "wait");
-    return 1;
-  }
+  int u = check_operands ("wait", argc, argv, optind, 1, 1, "MOUNTPOINT");
+  if (u)
+    return u;
   const char *mnt = argv[optind];
   struct progress prog;
   progress_init (&prog, stdout, "resync");
@@ -575,20 +588,21 @@ cmd_resync_rate (int argc, char **argv)
     case 'm':
     case 'M':
       if ((e = parse_size (optarg, &dummy)) < 0) {
-        log_error ("--%s %s: %s", c == 'm' ? "min" : "max", optarg,
-                   size_error (e));
-        return 1;
+        return usage_error ("resync-rate", "--%s %s: %s",
+                            c == 'm' ? "min" : "max", optarg, size_error (e));
       }
       *(c == 'm' ? &min : &max) = optarg;
       break;
-    case 'h': usage (stdout, "resync-rate"); return 0;
-    default: usage (stderr, "resync-rate"); return 1;
+    case 'h': usage ("resync-rate"); return 0;
+    default: return usage_error ("resync-rate", NULL);
     }
   }
-  if (optind + 1 != argc || (!min && !max)) {
-    usage (stderr, "resync-rate");
-    return 1;
-  }
+  if (!min && !max)
+    return usage_error ("resync-rate", "give --min SIZE, --max SIZE or both");
+  int u = check_operands ("resync-rate", argc, argv, optind, 1, 1,
+                          "MOUNTPOINT");
+  if (u)
+    return u;
   char arg[128];
   snprintf (arg, sizeof arg, "%s%s%s%s%s", min ? "min=" : "", min ? min : "",
             min && max ? "," : "", max ? "max=" : "", max ? max : "");
@@ -596,6 +610,30 @@ cmd_resync_rate (int argc, char **argv)
 }
 
 /* ---- status ---- */
+
+int
+cmd_remove_bitmap (int argc, char **argv)
+{
+  static const struct option longopts[] = {
+    { "force", no_argument, NULL, 'f' },
+    { "help", no_argument, NULL, 'h' },
+    { NULL, 0, NULL, 0 },
+  };
+  bool force = false;
+  int c;
+  while ((c = getopt_long (argc, argv, "h", longopts, NULL)) != -1) {
+    switch (c) {
+    case 'f': force = true; break;
+    case 'h': usage ("remove-bitmap"); return 0;
+    default: return usage_error ("remove-bitmap", NULL);
+    }
+  }
+  int u = check_operands ("remove-bitmap", argc, argv, optind, 1, 1,
+                          "MOUNTPOINT");
+  if (u)
+    return u;
+  return send_command (argv[optind], "remove-bitmap", force ? "force" : "");
+}
 
 /* mdadm --detail --test: 0 when the volume is whole and in sync, 1 when
  * it is degraded or not in sync (a resync or recovery runs, or a resync
@@ -644,14 +682,13 @@ cmd_status (int argc, char **argv)
     case 'j': json = true; break;
     case 'm': map = true; break;
     case 't': test = true; break;
-    case 'h': usage (stdout, "status"); return 0;
-    default: usage (stderr, "status"); return 1;
+    case 'h': usage ("status"); return 0;
+    default: return usage_error ("status", NULL);
     }
   }
-  if (optind + 1 != argc) {
-    usage (stderr, "status");
-    return 1;
-  }
+  int u = check_operands ("status", argc, argv, optind, 1, 1, "MOUNTPOINT");
+  if (u)
+    return u;
   const char *mnt = argv[optind];
   char *text = get_attr (mnt, json ? STATUS_JSON : "user.mdfuse.status");
   if (!text)

@@ -3,6 +3,7 @@
  * usage; offline.c and client.c implement them. */
 #include <config.h>
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -20,6 +21,9 @@ static const struct command {
     "                   [--daemon-sleep SECONDS] --size SIZE\n"
     "                   --bitmap FILE MEMBER MEMBER..." },
   { "new-member", cmd_new_member, "[--force] --like MEMBER --slot N NEWFILE" },
+  { "add-bitmap", cmd_add_bitmap,
+    "[--force] [--chunk SIZE] [--daemon-sleep SECONDS]\n"
+    "                   --bitmap FILE MEMBER..." },
   { "examine", cmd_examine, "MEMBER..." },
   { "examine-bitmap", cmd_examine_bitmap, "[--dirty] [--map] FILE" },
   { "status", cmd_status, "[--json] [--map] [--test] MOUNTPOINT" },
@@ -28,13 +32,15 @@ static const struct command {
   { "check", cmd_check, "[--repair] [--rate SIZE] [--no-wait] MOUNTPOINT" },
   { "wait", cmd_wait, "MOUNTPOINT" },
   { "resync-rate", cmd_resync_rate, "[--min SIZE] [--max SIZE] MOUNTPOINT" },
+  { "remove-bitmap", cmd_remove_bitmap, "[--force] MOUNTPOINT" },
 };
 
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 
 void
-usage (FILE *f, const char *name)
+usage (const char *name)
 {
+  FILE *f = stdout;
   bool sizes = false;
   fprintf (f, "Usage:\n");
   for (size_t i = 0; i < NCOMMANDS; i++)
@@ -46,6 +52,36 @@ usage (FILE *f, const char *name)
   if (sizes)
     fprintf (f, "\nSIZE is in bytes, or with a K, M, G, T, P or E suffix "
              "(powers of 1024); \"1.5G\" works.\n");
+}
+
+int
+usage_error (const char *name, const char *fmt, ...)
+{
+  if (fmt) {
+    char msg[512];
+    va_list ap;
+    va_start (ap, fmt);
+    vsnprintf (msg, sizeof msg, fmt, ap);
+    va_end (ap);
+    log_error ("%s%s%s", name ? name : "", name ? ": " : "", msg);
+  }
+  fprintf (stderr, "Try 'mdfusectl %s%s--help' for more information.\n",
+           name ? name : "", name ? " " : "");
+  return EXIT_USAGE;
+}
+
+int
+check_operands (const char *name, int argc, char **argv, int first,
+                int min, int max, const char *what)
+{
+  int n = argc - first;
+  if (n < min)
+    return usage_error (name, "%s: expected %s", n ? "too few operands"
+                        : "missing operand", what);
+  if (max >= 0 && n > max)
+    return usage_error (name, "extra operand '%s' (expected %s)",
+                        argv[first + max], what);
+  return 0;
 }
 
 int
@@ -61,14 +97,12 @@ main (int argc, char **argv)
       printf ("mdfusectl (%s) %s\n", PACKAGE_NAME, PACKAGE_VERSION);
       return 0;
     }
-  if (argc < 2) {
-    usage (stderr, NULL);
-    return 1;
-  }
+  if (argc < 2)
+    return usage_error (NULL, "no command given");
   const char *cmd = argv[1];
   if (strcmp (cmd, "-h") == 0 || strcmp (cmd, "--help") == 0
       || strcmp (cmd, "help") == 0) {
-    usage (stdout, NULL);
+    usage (NULL);
     return 0;
   }
   for (size_t i = 0; i < NCOMMANDS; i++)
@@ -79,7 +113,5 @@ main (int argc, char **argv)
       argv[1] = prog;
       return commands[i].fn (argc - 1, argv + 1);
     }
-  log_error ("unknown command '%s'", cmd);
-  usage (stderr, NULL);
-  return 1;
+  return usage_error (NULL, "unknown command '%s'", cmd);
 }

@@ -9,14 +9,30 @@
 
 /* Every command is called with ARGV[0] "mdfusectl NAME" (for getopt's
  * messages), parses its options with getopt_long, accepts --help, and
- * returns the exit status: 0, 1 on error, 2 as documented per command. */
+ * returns the exit status: */
+enum {
+  EXIT_FAIL = 1,                /* an error, with a message */
+  EXIT_USAGE = 2,               /* bad usage (GNU's convention) */
+  EXIT_FOUND = 3,               /* check: mismatches; examine: bad checksum */
+};
 typedef int command_fn (int argc, char **argv);
 
-/* The usage of command NAME on F (of every command with NAME NULL). */
-void usage (FILE *f, const char *name);
+/* The usage of command NAME on stdout (of every command with NAME NULL),
+ * for --help. */
+void usage (const char *name);
+/* A usage error of command NAME (NULL: of mdfusectl itself): FMT, if not
+ * NULL, and a pointer to --help, on stderr.  Returns EXIT_USAGE. */
+int usage_error (const char *name, const char *fmt, ...)
+  __attribute__ ((format (printf, 2, 3)));
+
+/* The operands ARGV[FIRST..ARGC) of command NAME number MIN to MAX (-1:
+ * no limit): 0, else a usage error naming WHAT ("MOUNTPOINT MEMBER") and
+ * EXIT_USAGE. */
+int check_operands (const char *name, int argc, char **argv, int first,
+                    int min, int max, const char *what);
 
 /* offline.c */
-command_fn cmd_create, cmd_new_member, cmd_examine, cmd_examine_bitmap;
+command_fn cmd_create, cmd_new_member, cmd_add_bitmap, cmd_examine, cmd_examine_bitmap;
 /* Draw the first NCHUNKS bits of FILE (a whole bitmap file, header
  * included) as a grid: '.' clean, DIRTY_CHAR dirty ('#', or 'R' while
  * those chunks are being recovered). */
@@ -25,6 +41,6 @@ void draw_map (const uint8_t *file, uint64_t nchunks, uint64_t chunk,
 
 /* client.c */
 command_fn cmd_status, cmd_fail, cmd_readd, cmd_check, cmd_wait,
-  cmd_resync_rate;
+  cmd_resync_rate, cmd_remove_bitmap;
 
 #endif

@@ -45,9 +45,8 @@ cmd_create (int argc, char **argv)
     case 'c': {
       int r = parse_size (optarg, &o.chunk);
       if (r < 0 || o.chunk == 0) {
-        log_error ("--chunk %s: %s", optarg, r < 0 ? size_error (r)
-                   : "must not be 0");
-        return 1;
+        return usage_error ("create", "--chunk %s: %s", optarg,
+                            r < 0 ? size_error (r) : "must not be 0");
       }
       break;
     }
@@ -57,8 +56,8 @@ cmd_create (int argc, char **argv)
     case 's': {
       int r = parse_size (optarg, &o.volume_bytes);
       if (r < 0) {
-        log_error ("--size %s: %s", optarg, size_error (r));
-        return 1;
+        return usage_error ("create", "--size %s: %s", optarg,
+                            size_error (r));
       }
       have_size = true;
       break;
@@ -70,29 +69,27 @@ cmd_create (int argc, char **argv)
       char *end;
       unsigned long v = strtoul (optarg, &end, 10);
       if (*end || v < 1 || v > 3600) {
-        log_error ("--daemon-sleep %s: not a number of seconds in 1..3600",
-                   optarg);
-        return 1;
+        return usage_error ("create", "--daemon-sleep %s: not a number of "
+                            "seconds in 1..3600", optarg);
       }
       o.daemon_sleep = (unsigned) v;
       break;
     }
     case 'h':
-      usage (stdout, "create");
+      usage ("create");
       return 0;
     default:
-      usage (stderr, "create");
-      return 1;
+      return usage_error ("create", NULL);
     }
   }
-  if (!have_size) {
-    log_error ("create: --size is required");
-    return 1;
-  }
-  if (!o.bitmap) {
-    log_error ("create: --bitmap FILE is required");
-    return 1;
-  }
+  if (!have_size)
+    return usage_error ("create", "--size SIZE is required");
+  if (!o.bitmap)
+    return usage_error ("create", "--bitmap FILE is required");
+  int u = check_operands ("create", argc, argv, optind, 1, -1,
+                          "MEMBER MEMBER...");
+  if (u)
+    return u;
   size_t n = (size_t) (argc - optind);
   if (create_array (&o, (const char *const *) argv + optind, n) < 0)
     return 1;
@@ -127,18 +124,18 @@ cmd_new_member (int argc, char **argv)
       char *end;
       slot = strtol (optarg, &end, 10);
       if (*end || slot < 0) {
-        log_error ("--slot %s: not a slot number", optarg);
-        return 1;
+        return usage_error ("new-member", "--slot %s: not a slot number",
+                            optarg);
       }
       break;
     }
-    case 'h': usage (stdout, "new-member"); return 0;
-    default: usage (stderr, "new-member"); return 1;
+    case 'h': usage ("new-member"); return 0;
+    default: return usage_error ("new-member", NULL);
     }
   }
   if (!like || slot < 0 || optind + 1 != argc) {
-    log_error ("new-member: --like MEMBER, --slot N and NEWFILE are needed");
-    return 1;
+    return usage_error ("new-member", "--like MEMBER, --slot N and NEWFILE "
+                        "are needed");
   }
   if (create_member_like (like, (uint32_t) slot, argv[optind], force) < 0)
     return 1;
@@ -148,8 +145,68 @@ cmd_new_member (int argc, char **argv)
   return 0;
 }
 
+int
+cmd_add_bitmap (int argc, char **argv)
+{
+  static const struct option longopts[] = {
+    { "force", no_argument, NULL, 'f' },
+    { "chunk", required_argument, NULL, 'c' },
+    { "bitmap", required_argument, NULL, 'b' },
+    { "daemon-sleep", required_argument, NULL, 'd' },
+    { "help", no_argument, NULL, 'h' },
+    { NULL, 0, NULL, 0 },
+  };
+  struct create_bitmap_options o = { 0 };
+  int c;
+  while ((c = getopt_long (argc, argv, "h", longopts, NULL)) != -1) {
+    switch (c) {
+    case 'f':
+      o.force = true;
+      break;
+    case 'c': {
+      int r = parse_size (optarg, &o.chunk);
+      if (r < 0 || o.chunk == 0)
+        return usage_error ("add-bitmap", "--chunk %s: %s", optarg,
+                            r < 0 ? size_error (r) : "must not be 0");
+      break;
+    }
+    case 'b':
+      o.bitmap = optarg;
+      break;
+    case 'd': {
+      char *end;
+      unsigned long v = strtoul (optarg, &end, 10);
+      if (*end || v < 1 || v > 3600)
+        return usage_error ("add-bitmap", "--daemon-sleep %s: not a number "
+                            "of seconds in 1..3600", optarg);
+      o.daemon_sleep = (unsigned) v;
+      break;
+    }
+    case 'h':
+      usage ("add-bitmap");
+      return 0;
+    default:
+      return usage_error ("add-bitmap", NULL);
+    }
+  }
+  if (!o.bitmap)
+    return usage_error ("add-bitmap", "--bitmap FILE is required");
+  int u = check_operands ("add-bitmap", argc, argv, optind, 1, -1,
+                          "MEMBER...");
+  if (u)
+    return u;
+  size_t n = (size_t) (argc - optind);
+  if (create_bitmap_for (&o, (const char *const *) argv + optind, n) < 0)
+    return EXIT_FAIL;
+  printf ("%s: a new bitmap, every chunk marked; mount with -o bitmap=%s "
+          "(the first mount copies every chunk, in the background)\n",
+          o.bitmap, o.bitmap);
+  return 0;
+}
+
 /* A command's only option is --help: 0 when the operands start at
- * optind, -1 after printing the usage on --help, 1 on a bad option. */
+ * optind, -1 after printing the usage on --help, EXIT_USAGE on a bad
+ * option. */
 static int
 help_only (int argc, char **argv, const char *name)
 {
@@ -160,11 +217,10 @@ help_only (int argc, char **argv, const char *name)
   int c;
   while ((c = getopt_long (argc, argv, "h", longopts, NULL)) != -1) {
     if (c == 'h') {
-      usage (stdout, name);
+      usage (name);
       return -1;
     }
-    usage (stderr, name);
-    return 1;
+    return usage_error (name, NULL);
   }
   return 0;
 }
@@ -233,7 +289,7 @@ examine_one (const char *path)
   for (uint32_t k = 0; k < s->raid_disks && k < s->max_dev; k++)
     putchar (s->dev_roles[k] == SB_ROLE_FAULTY ? '.' : 'A');
   printf (" ('A' == active, '.' == faulty)\n");
-  return p.status == SB_VALID ? 0 : 2;
+  return p.status == SB_VALID ? 0 : EXIT_FOUND;
 }
 
 int
@@ -242,10 +298,9 @@ cmd_examine (int argc, char **argv)
   int h = help_only (argc, argv, "examine");
   if (h != 0)
     return h < 0 ? 0 : h;
-  if (optind >= argc) {
-    usage (stderr, "examine");
-    return 1;
-  }
+  int u = check_operands ("examine", argc, argv, optind, 1, -1, "MEMBER...");
+  if (u)
+    return u;
   int rc = 0;
   for (int i = optind; i < argc; i++) {
     int r = examine_one (argv[i]);
@@ -316,14 +371,13 @@ cmd_examine_bitmap (int argc, char **argv)
     switch (c) {
     case 'd': dirty_list = true; break;
     case 'm': map = true; break;
-    case 'h': usage (stdout, "examine-bitmap"); return 0;
-    default: usage (stderr, "examine-bitmap"); return 1;
+    case 'h': usage ("examine-bitmap"); return 0;
+    default: return usage_error ("examine-bitmap", NULL);
     }
   }
-  if (optind + 1 != argc) {
-    usage (stderr, "examine-bitmap");
-    return 1;
-  }
+  int u = check_operands ("examine-bitmap", argc, argv, optind, 1, 1, "FILE");
+  if (u)
+    return u;
   const char *path = argv[optind];
   struct io_file *f = io_posix_open (path, IO_OPEN_READONLY);
   if (!f)
@@ -371,7 +425,7 @@ cmd_examine_bitmap (int argc, char **argv)
       if (bitmap_bit_test (buf, k))
         printf ("%" PRIu64 "\n", k);
     free (buf);
-    return st == BITMAP_HEADER_OK ? 0 : 2;
+    return st == BITMAP_HEADER_OK ? 0 : EXIT_FOUND;
   }
   char uuid[36];
   sb_format_uuid (h.uuid, uuid);
@@ -393,5 +447,5 @@ cmd_examine_bitmap (int argc, char **argv)
   if (map)
     draw_map (buf, chunks, h.chunksize, '#');
   free (buf);
-  return st == BITMAP_HEADER_OK ? 0 : 2;
+  return st == BITMAP_HEADER_OK ? 0 : EXIT_FOUND;
 }
