@@ -71,6 +71,15 @@ log_warn (const char *fmt, ...)
 }
 
 void
+log_error_loud (const char *fmt, ...)
+{
+  va_list ap;
+  va_start (ap, fmt);
+  vlog_to (LOG_ERR, "error: ", true, fmt, ap);
+  va_end (ap);
+}
+
+void
 log_warn_loud (const char *fmt, ...)
 {
   va_list ap;

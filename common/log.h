@@ -14,6 +14,8 @@ void log_warn (const char *fmt, ...) __attribute__ ((format (printf, 1, 2)));
 void log_info (const char *fmt, ...) __attribute__ ((format (printf, 1, 2)));
 /* A warning an operator must not miss: to stderr and to syslog both,
  * whichever is in use. */
+void log_error_loud (const char *fmt, ...)
+  __attribute__ ((format (printf, 1, 2)));
 void log_warn_loud (const char *fmt, ...)
   __attribute__ ((format (printf, 1, 2)));
 

@@ -23,6 +23,12 @@ int random_bytes (void *buf, size_t len);
 double now_seconds (void);
 /* What a parse_size error R means, for a message about the argument. */
 const char *size_error (int r);
+/* "s" unless N is 1: "%d chunk%s", n, plural (n). */
+static inline const char *
+plural (uint64_t n)
+{
+  return n == 1 ? "" : "s";
+}
 /* "4.00 MiB" style. */
 void format_bytes (uint64_t n, char *out, size_t len);
 

@@ -134,6 +134,9 @@ array_assemble (struct io_file **members, size_t n, struct io_file *bitmap_io,
 
   /* Build the array from the plan. */
   pthread_mutex_init (&a->sb_lock, NULL);
+  pthread_mutex_init (&a->notices.lock, NULL);
+  random_bytes (&a->notices.instance, sizeof a->notices.instance);
+  a->notices.instance &= (1ull << 53) - 1;     /* exact in any JSON reader */
   pthread_mutex_init (&a->clearer.lock, NULL);
   pthread_cond_init (&a->clearer.cond, NULL);
   pthread_cond_init (&a->bg_cond, NULL);
@@ -183,6 +186,7 @@ array_assemble (struct io_file **members, size_t n, struct io_file *bitmap_io,
     }
     log_warn_loud ("started degraded, with %" PRIu32 " of %" PRIu32 " members "
                    "active (%s)", active_count (a), a->nslots, which);
+    array_notice (a, NOTICE_DEGRADED_ARRAY, which, active_count (a));
   }
 
   a->clearer.sleep = BITMAP_DEFAULT_DAEMON_SLEEP;
@@ -413,6 +417,7 @@ array_close (struct array *a, bool clean)
   free (a->resync.need);
   rangelock_destroy (&a->rl);
   pthread_mutex_destroy (&a->sb_lock);
+  pthread_mutex_destroy (&a->notices.lock);
   pthread_mutex_destroy (&a->clearer.lock);
   pthread_cond_destroy (&a->clearer.cond);
   pthread_cond_destroy (&a->bg_cond);

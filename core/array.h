@@ -131,6 +131,32 @@ struct array_member_status {
   uint64_t read_errors, write_errors;
 };
 
+/* What an operator is told about (mdadm --monitor's events), newest last;
+ * the names are array_notice_name's. */
+enum array_notice_kind {
+  NOTICE_DEGRADED_ARRAY,        /* started without every member active */
+  NOTICE_FAIL,                  /* a member was marked faulty */
+  NOTICE_RESYNC_FINISHED,       /* the resync after the mount copied VALUE
+                                 * chunks and ended */
+  NOTICE_RESYNC_FAILED,         /* ... or stopped on an error */
+  NOTICE_RECOVERY_FINISHED,     /* a re-added member is active again */
+  NOTICE_CHECK_FINISHED,        /* a check or repair found nothing */
+  NOTICE_CHECK_MISMATCHES,      /* ... or VALUE chunks that differed */
+  NOTICE_BITMAP_FAILED,         /* the volume goes on without its bitmap */
+  NOTICE_BITMAP_REMOVED,        /* mdfusectl remove-bitmap */
+};
+#define ARRAY_NOTICES 16        /* the newest kept */
+
+struct array_notice {
+  uint64_t seq;                 /* 0, 1, 2... since the mount */
+  uint64_t time;                /* seconds since the epoch */
+  enum array_notice_kind kind;
+  char subject[256];            /* the member or bitmap concerned, or "" */
+  uint64_t value;
+};
+
+const char *array_notice_name (enum array_notice_kind kind);
+
 struct array_status {
   /* The volume. */
   uint8_t uuid[16];             /* the members' set_uuid */
@@ -197,6 +223,14 @@ struct array_status {
 
   /* The resync at mount, once it ended. */
   struct array_resync_stats last_resync;
+
+  /* The newest notices: items[0 .. count), seq next - count .. next - 1.
+   * INSTANCE tells one mount of the volume from the next. */
+  struct {
+    uint64_t instance, next;
+    uint32_t count;
+    struct array_notice items[ARRAY_NOTICES];
+  } notices;
 };
 
 /* Fill ST with the array's state at one moment (under the array's lock;

@@ -4,7 +4,7 @@
  * copies), resync.c, recovery.c, check.c, status.c.  Not for anyone else.
  *
  * Lock order: a range lock (rl), then sb_lock, then a member's sync_lock,
- * then the bitmap's own lock.  Member states are read without a lock
+ * then the bitmap's own lock; notices.lock is taken last, alone.  Member states are read without a lock
  * (atomic loads) and changed under sb_lock. */
 #ifndef MDFUSE_ARRAY_IMPL_H
 #define MDFUSE_ARRAY_IMPL_H
@@ -168,6 +168,14 @@ struct array {
   struct array_resync_stats last_resync;
   struct progress *resync_progress;
   uint64_t user_io;             /* user reads and writes so far (atomic) */
+
+  /* What an operator is told about (notice.c). */
+  struct {
+    pthread_mutex_t lock;
+    uint64_t instance;          /* random, per mount */
+    uint64_t next;              /* seq of the next notice */
+    struct array_notice ring[ARRAY_NOTICES];
+  } notices;
 };
 
 static inline enum bitmap_use
@@ -308,6 +316,12 @@ int array_copy_range (struct array *a, uint32_t source, const bool *targets,
                       enum member_io what, bool *written);
 /* The bitmap file failed: bump events durably so it is stale (SPEC §6).
  * 0, or a negative errno when no superblock could be written. */
+/* Record a notice (notice.c); SUBJECT may be NULL.  Any lock may be
+ * held. */
+void array_notice (struct array *a, enum array_notice_kind kind,
+                   const char *subject, uint64_t value);
+void array_notices_copy (struct array *a, struct array_status *st);
+
 int array_bitmap_failed (struct array *a);
 int array_bitmap_failed_locked (struct array *a);
 

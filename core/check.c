@@ -169,11 +169,14 @@ check_main (void *arg)
     free (bufs[s]);
 
   pthread_mutex_lock (&a->sb_lock);
-  if (r == 0)
-    log_info ("%s finished: %" PRIu64 " mismatched chunks%s in %.1f s",
+  if (r == 0) {
+    log_info ("%s finished: %" PRIu64 " mismatched chunk%s%s in %.1f s",
               a->check.repair ? "repair" : "check", a->check.mismatches,
-              a->check.repair ? " rewritten" : "",
+              plural (a->check.mismatches), a->check.repair ? " rewritten" : "",
               now_seconds () - a->check.start);
+    array_notice (a, a->check.mismatches ? NOTICE_CHECK_MISMATCHES
+                  : NOTICE_CHECK_FINISHED, NULL, a->check.mismatches);
+  }
   else
     log_warn ("%s stopped: %s", a->check.repair ? "repair" : "check",
               strerror (-r));

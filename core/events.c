@@ -153,9 +153,10 @@ array_bitmap_failed_locked (struct array *a)
   int r = array_bump_events_locked (a);
   if (r == 0) {
     set_bitmap_use (a, BITMAP_ABANDONED);
-    log_warn ("%s: the volume goes on without its bitmap (members at "
-              "events %" PRIu64 "); the next mount resyncs everything",
-              a->bitmap.io->name, a->events);
+    log_warn_loud ("%s: the volume goes on without its bitmap (members at "
+                   "events %" PRIu64 "); the next mount resyncs everything",
+                   a->bitmap.io->name, a->events);
+    array_notice (a, NOTICE_BITMAP_FAILED, a->bitmap.io->name, 0);
   }
   return r;
 }
@@ -202,6 +203,7 @@ array_remove_bitmap (struct array *a, bool force, char *msg, size_t msglen)
       log_warn_loud ("%s: bitmap removed by the administrator; the volume "
                      "runs without it (members at events %" PRIu64 ")",
                      a->bitmap.io->name, a->events);
+      array_notice (a, NOTICE_BITMAP_REMOVED, a->bitmap.io->name, 0);
       snprintf (msg, msglen, "%s: no longer used; mount with -o nobitmap "
                 "from now on (a crash then copies the whole volume), or give "
                 "a new one made by 'mdfusectl add-bitmap'",
@@ -292,16 +294,19 @@ array_member_failed (struct array *a, uint32_t slot, int err,
       set_state (a, slot, MEMBER_FAULTY);
       if (a->bitmap.bm)
         bitmap_allow_clearing (a->bitmap.bm, false);
-      log_error ("%s: %s failed: %s; member marked faulty, the volume goes "
-                 "on degraded", a->m[slot].io->name, name, strerror (-err));
+      log_error_loud ("%s: %s failed: %s; member marked faulty, the volume "
+                      "goes on degraded", a->m[slot].io->name, name,
+                      strerror (-err));
+      array_notice (a, NOTICE_FAIL, a->m[slot].io->name, 0);
       if (slot == __atomic_load_n (&a->reference, __ATOMIC_ACQUIRE))
         next_source_locked (a, slot);
     }
     else if (st == MEMBER_RECOVERING) {
       /* Already faulty in every superblock: just stop recovering it. */
       set_state (a, slot, MEMBER_FAULTY);
-      log_error ("%s: %s failed during recovery: %s; member left out",
-                 a->m[slot].io->name, name, strerror (-err));
+      log_error_loud ("%s: %s failed during recovery: %s; member left out",
+                      a->m[slot].io->name, name, strerror (-err));
+      array_notice (a, NOTICE_FAIL, a->m[slot].io->name, 0);
     }
     r = out_on_disk_locked (a, slot);
   }

@@ -48,8 +48,9 @@ array_fail_member (struct array *a, uint32_t slot, char *msg, size_t msglen)
       bitmap_allow_clearing (a->bitmap.bm, false);
     /* Durable before we answer: the survivors say it is faulty. */
     r = array_bump_events_locked (a);
-    log_warn ("%s: failed by the administrator; the volume goes on degraded",
-              a->m[slot].io->name);
+    log_warn_loud ("%s: failed by the administrator; the volume goes on "
+                   "degraded", a->m[slot].io->name);
+    array_notice (a, NOTICE_FAIL, a->m[slot].io->name, 0);
     snprintf (msg, msglen, "%s: marked faulty", a->m[slot].io->name);
   }
   pthread_mutex_unlock (&a->sb_lock);
@@ -142,6 +143,7 @@ recovery_main (void *arg)
               "in %.1f s", name, copied, nchunks,
               a->recovery.full ? "full" : "from the bitmap",
               now_seconds () - a->recovery.start);
+    array_notice (a, NOTICE_RECOVERY_FINISHED, name, copied);
   }
   else if (r != -ECANCELED)
     log_error ("%s: recovery failed: %s", name, strerror (-r));

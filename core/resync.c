@@ -437,6 +437,10 @@ resync_log (struct array *a, const struct array_resync_stats *st, int r)
     log_info ("resync: copied %" PRIu64 " of %" PRIu64 " chunks (%" PRIu64
               " bytes, %s) in %.3f s%s", st->chunks_copied, st->chunks_total,
               st->bytes_copied, bytes, st->seconds, st->full ? " (full)" : "");
+  if (r == 0 && (a->resync.plan.any_target || st->chunks_copied))
+    array_notice (a, NOTICE_RESYNC_FINISHED, NULL, st->chunks_copied);
+  else if (r < 0 && r != -ECANCELED)
+    array_notice (a, NOTICE_RESYNC_FAILED, NULL, st->chunks_copied);
   else if (r == -ECANCELED)
     log_warn ("resync stopped after %" PRIu64 " of %" PRIu64 " chunks; the "
               "next mount resumes it", st->chunks_copied,

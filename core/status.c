@@ -112,5 +112,6 @@ array_get_status (struct array *a, struct array_status *st)
 
   st->last_resync = a->last_resync;
   pthread_mutex_unlock (&a->sb_lock);
+  array_notices_copy (a, st);
   return 0;
 }

@@ -236,6 +236,23 @@ json_status (const struct array_status *st)
   add (resync, "bytes", u64 (st->last_resync.bytes_copied));
   add (resync, "seconds", fixed (st->last_resync.seconds, 3));
   add (o, "last_resync", resync);
+
+  struct json_object *notices = json_object_new_object ();
+  add (notices, "instance", u64 (st->notices.instance));
+  add (notices, "next", u64 (st->notices.next));
+  struct json_object *items = json_object_new_array ();
+  for (uint32_t k = 0; k < st->notices.count; k++) {
+    const struct array_notice *n = &st->notices.items[k];
+    struct json_object *j = json_object_new_object ();
+    add (j, "seq", u64 (n->seq));
+    add (j, "time", u64 (n->time));
+    add (j, "event", json_object_new_string (array_notice_name (n->kind)));
+    add (j, "subject", json_object_new_string (n->subject));
+    add (j, "value", u64 (n->value));
+    json_object_array_add (items, j);
+  }
+  add (notices, "items", items);
+  add (o, "notices", notices);
   return o;
 }
 

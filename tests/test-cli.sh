@@ -26,7 +26,7 @@ done
 "$MDFUSE" --version 2>&1 | grep -q '^mdfuse [0-9]' || fail "mdfuse --version does not say its version"
 
 # --help on every command: the usage on stdout, exit 0, nothing on stderr.
-commands="create new-member add-bitmap examine examine-bitmap status fail re-add check wait resync-rate remove-bitmap"
+commands="create new-member add-bitmap examine examine-bitmap status fail re-add check wait resync-rate remove-bitmap monitor"
 for c in $commands; do
     out=$("$MDFUSECTL" "$c" --help 2>"$tmpdir/err") || fail "mdfusectl $c --help exited $?"
     [[ $out == "Usage:"*"mdfusectl $c "* ]] || fail "mdfusectl $c --help printed '$out'"

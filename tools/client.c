@@ -53,7 +53,7 @@ is_volume (const char *path)
 /* Read attribute NAME of the volume into a malloc'd string; NULL with a
  * message. */
 static char *
-get_attr (const char *mountpoint, const char *name)
+get_attr_q (const char *mountpoint, const char *name, bool quiet)
 {
   char path[PATH_MAX];
   volume_path (mountpoint, path, sizeof path);
@@ -79,6 +79,8 @@ get_attr (const char *mountpoint, const char *name)
     if (e != ERANGE)
       break;
   }
+  if (quiet)
+    return NULL;
   struct stat st;
   if (e == ENOTDIR && stat (mountpoint, &st) == 0 && S_ISREG (st.st_mode))
     log_error ("%s: a file, not the mount point of a running volume (a "
@@ -93,13 +95,19 @@ get_attr (const char *mountpoint, const char *name)
   return NULL;
 }
 
+static char *
+get_attr (const char *mountpoint, const char *name)
+{
+  return get_attr_q (mountpoint, name, false);
+}
+
 /* ---- the status JSON ---- */
 
 /* The daemon's status, parsed; NULL with a message.  json_object_put it. */
-static struct json_object *
-get_status (const char *mnt)
+struct json_object *
+client_status_q (const char *mnt, bool quiet)
 {
-  char *text = get_attr (mnt, STATUS_JSON);
+  char *text = get_attr_q (mnt, STATUS_JSON, quiet);
   if (!text)
     return NULL;
   enum json_tokener_error err;
@@ -114,13 +122,19 @@ get_status (const char *mnt)
   return j;
 }
 
+struct json_object *
+client_status (const char *mnt)
+{
+  return client_status_q (mnt, false);
+}
+
 /* Member KEY of object O, of TYPE (or null when NULL_OK: then *V is
  * NULL).  WHERE names O in the message ("check"; NULL for the top).
  * 0, or -EPROTO with a message naming the key. */
-static int
-field (const char *mnt, struct json_object *o, const char *where,
-       const char *key, enum json_type type, bool null_ok,
-       struct json_object **v)
+int
+json_field (const char *mnt, struct json_object *o, const char *where,
+            const char *key, enum json_type type, bool null_ok,
+            struct json_object **v)
 {
   struct json_object *x = NULL;
   const char *dot = where ? "." : "";
@@ -145,34 +159,34 @@ field (const char *mnt, struct json_object *o, const char *where,
   return 0;
 }
 
-static int
-field_u64 (const char *mnt, struct json_object *o, const char *where,
+int
+json_field_u64 (const char *mnt, struct json_object *o, const char *where,
            const char *key, uint64_t *v)
 {
   struct json_object *x;
-  int r = field (mnt, o, where, key, json_type_int, false, &x);
+  int r = json_field (mnt, o, where, key, json_type_int, false, &x);
   if (r == 0)
     *v = json_object_get_uint64 (x);
   return r;
 }
 
-static int
-field_bool (const char *mnt, struct json_object *o, const char *where,
+int
+json_field_bool (const char *mnt, struct json_object *o, const char *where,
             const char *key, bool *v)
 {
   struct json_object *x;
-  int r = field (mnt, o, where, key, json_type_boolean, false, &x);
+  int r = json_field (mnt, o, where, key, json_type_boolean, false, &x);
   if (r == 0)
     *v = json_object_get_boolean (x);
   return r;
 }
 
-static int
-field_string (const char *mnt, struct json_object *o, const char *where,
+int
+json_field_string (const char *mnt, struct json_object *o, const char *where,
               const char *key, const char **v)
 {
   struct json_object *x;
-  int r = field (mnt, o, where, key, json_type_string, false, &x);
+  int r = json_field (mnt, o, where, key, json_type_string, false, &x);
   if (r == 0)
     *v = json_object_get_string (x);
   return r;
@@ -185,13 +199,13 @@ field_string (const char *mnt, struct json_object *o, const char *where,
 static int
 status_map (const char *mnt)
 {
-  struct json_object *j = get_status (mnt), *bitmap, *recovery;
+  struct json_object *j = client_status (mnt), *bitmap, *recovery;
   if (!j)
     return 1;
   const char *p = NULL;
   uint64_t chunk = 0, chunks = 0;
-  if (field (mnt, j, NULL, "bitmap", json_type_object, true, &bitmap) < 0
-      || field (mnt, j, NULL, "recovery", json_type_object, true,
+  if (json_field (mnt, j, NULL, "bitmap", json_type_object, true, &bitmap) < 0
+      || json_field (mnt, j, NULL, "recovery", json_type_object, true,
                 &recovery) < 0) {
     json_object_put (j);
     return 1;
@@ -201,9 +215,9 @@ status_map (const char *mnt)
     json_object_put (j);
     return 0;
   }
-  if (field_string (mnt, bitmap, "bitmap", "path", &p) < 0
-      || field_u64 (mnt, bitmap, "bitmap", "chunk_size", &chunk) < 0
-      || field_u64 (mnt, bitmap, "bitmap", "chunks", &chunks) < 0) {
+  if (json_field_string (mnt, bitmap, "bitmap", "path", &p) < 0
+      || json_field_u64 (mnt, bitmap, "bitmap", "chunk_size", &chunk) < 0
+      || json_field_u64 (mnt, bitmap, "bitmap", "chunks", &chunks) < 0) {
     json_object_put (j);
     return 1;
   }
@@ -274,10 +288,10 @@ recovery_view (const char *mnt, struct json_object *j,
   memset (v, 0, sizeof *v);
   struct json_object *rec, *members;
   const char *state = NULL;
-  if (field (mnt, j, NULL, "recovery", json_type_object, true, &rec) < 0
-      || field (mnt, j, NULL, "members", json_type_array, false,
+  if (json_field (mnt, j, NULL, "recovery", json_type_object, true, &rec) < 0
+      || json_field (mnt, j, NULL, "members", json_type_array, false,
                 &members) < 0
-      || field_string (mnt, j, NULL, "state", &state) < 0)
+      || json_field_string (mnt, j, NULL, "state", &state) < 0)
     return -EPROTO;
   v->whole = strcmp (state, "active") == 0;
   size_t n = json_object_array_length (members);
@@ -289,16 +303,16 @@ recovery_view (const char *mnt, struct json_object *j,
                  "object", mnt, k);
       return -EPROTO;
     }
-    if (field_string (mnt, m, "members[]", "state", &ms) < 0)
+    if (json_field_string (mnt, m, "members[]", "state", &ms) < 0)
       return -EPROTO;
     if (strcmp (ms, "recovering") == 0)
       v->recovering = true;
   }
   if (rec) {
     uint64_t done = 0, total = 0, chunk = 0;
-    if (field_u64 (mnt, rec, "recovery", "done_chunks", &done) < 0
-        || field_u64 (mnt, rec, "recovery", "total_chunks", &total) < 0
-        || field_u64 (mnt, rec, "recovery", "chunk_size", &chunk) < 0)
+    if (json_field_u64 (mnt, rec, "recovery", "done_chunks", &done) < 0
+        || json_field_u64 (mnt, rec, "recovery", "total_chunks", &total) < 0
+        || json_field_u64 (mnt, rec, "recovery", "chunk_size", &chunk) < 0)
       return -EPROTO;
     v->running = true;
     v->done_bytes = done * chunk;
@@ -315,7 +329,7 @@ wait_recovery (const char *mnt)
   struct progress prog;
   progress_init (&prog, stdout, "recovery");
   for (;;) {
-    struct json_object *j = get_status (mnt);
+    struct json_object *j = client_status (mnt);
     if (!j)
       return 1;
     struct recovery_view v;
@@ -402,11 +416,11 @@ static int
 check_view (const char *mnt, struct json_object *j, struct check_view *v)
 {
   struct json_object *check;
-  if (field (mnt, j, NULL, "check", json_type_object, false, &check) < 0
-      || field_bool (mnt, check, "check", "running", &v->running) < 0
-      || field_u64 (mnt, check, "check", "done_bytes", &v->done_bytes) < 0
-      || field_u64 (mnt, check, "check", "total_bytes", &v->total_bytes) < 0
-      || field_u64 (mnt, check, "check", "mismatches", &v->mismatches) < 0)
+  if (json_field (mnt, j, NULL, "check", json_type_object, false, &check) < 0
+      || json_field_bool (mnt, check, "check", "running", &v->running) < 0
+      || json_field_u64 (mnt, check, "check", "done_bytes", &v->done_bytes) < 0
+      || json_field_u64 (mnt, check, "check", "total_bytes", &v->total_bytes) < 0
+      || json_field_u64 (mnt, check, "check", "mismatches", &v->mismatches) < 0)
     return -EPROTO;
   return 0;
 }
@@ -453,7 +467,7 @@ cmd_check (int argc, char **argv)
   struct progress prog;
   progress_init (&prog, stdout, repair ? "repair" : "check");
   for (;;) {
-    struct json_object *j = get_status (mnt);
+    struct json_object *j = client_status (mnt);
     if (!j)
       return 1;
     struct check_view v = { 0 };
@@ -490,17 +504,17 @@ sync_view (const char *mnt, struct json_object *j, struct sync_view *v)
   memset (v, 0, sizeof *v);
   struct json_object *rs, *err;
   if (recovery_view (mnt, j, &v->rec) < 0
-      || field (mnt, j, NULL, "resync", json_type_object, true, &rs) < 0
-      || field (mnt, j, NULL, "resync_error", json_type_string, true,
+      || json_field (mnt, j, NULL, "resync", json_type_object, true, &rs) < 0
+      || json_field (mnt, j, NULL, "resync_error", json_type_string, true,
                 &err) < 0)
     return -EPROTO;
   if (err)
     v->resync_error = json_object_get_string (err);
   if (rs) {
     uint64_t done = 0, total = 0, chunk = 0;
-    if (field_u64 (mnt, rs, "resync", "done_chunks", &done) < 0
-        || field_u64 (mnt, rs, "resync", "total_chunks", &total) < 0
-        || field_u64 (mnt, rs, "resync", "chunk_size", &chunk) < 0)
+    if (json_field_u64 (mnt, rs, "resync", "done_chunks", &done) < 0
+        || json_field_u64 (mnt, rs, "resync", "total_chunks", &total) < 0
+        || json_field_u64 (mnt, rs, "resync", "chunk_size", &chunk) < 0)
       return -EPROTO;
     v->resyncing = true;
     v->done_bytes = done * chunk;
@@ -534,7 +548,7 @@ cmd_wait (int argc, char **argv)
   struct progress prog;
   progress_init (&prog, stdout, "resync");
   for (;;) {
-    struct json_object *j = get_status (mnt);
+    struct json_object *j = client_status (mnt);
     if (!j)
       return 1;
     struct sync_view v;
@@ -642,16 +656,16 @@ cmd_remove_bitmap (int argc, char **argv)
 static int
 status_test (const char *mnt)
 {
-  struct json_object *j = get_status (mnt);
+  struct json_object *j = client_status (mnt);
   if (!j)
     return 4;
   struct json_object *rs, *err;
   const char *state = NULL;
   struct recovery_view rec;
   int r;
-  if (field_string (mnt, j, NULL, "state", &state) < 0
-      || field (mnt, j, NULL, "resync", json_type_object, true, &rs) < 0
-      || field (mnt, j, NULL, "resync_error", json_type_string, true, &err) < 0
+  if (json_field_string (mnt, j, NULL, "state", &state) < 0
+      || json_field (mnt, j, NULL, "resync", json_type_object, true, &rs) < 0
+      || json_field (mnt, j, NULL, "resync_error", json_type_string, true, &err) < 0
       || recovery_view (mnt, j, &rec) < 0)
     r = 4;
   else if (strcmp (state, "failed") == 0)

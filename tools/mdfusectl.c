@@ -33,6 +33,8 @@ static const struct command {
   { "wait", cmd_wait, "MOUNTPOINT" },
   { "resync-rate", cmd_resync_rate, "[--min SIZE] [--max SIZE] MOUNTPOINT" },
   { "remove-bitmap", cmd_remove_bitmap, "[--force] MOUNTPOINT" },
+  { "monitor", cmd_monitor, "[--program PROGRAM] [--delay SECONDS] "
+    "[--oneshot]\n                   [--no-syslog] [MOUNTPOINT...]" },
 };
 
 #define NCOMMANDS (sizeof commands / sizeof commands[0])

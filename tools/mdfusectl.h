@@ -4,8 +4,11 @@
 #ifndef MDFUSE_MDFUSECTL_H
 #define MDFUSE_MDFUSECTL_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+
+#include <json.h>
 
 /* Every command is called with ARGV[0] "mdfusectl NAME" (for getopt's
  * messages), parses its options with getopt_long, accepts --help, and
@@ -42,5 +45,24 @@ void draw_map (const uint8_t *file, uint64_t nchunks, uint64_t chunk,
 /* client.c */
 command_fn cmd_status, cmd_fail, cmd_readd, cmd_check, cmd_wait,
   cmd_resync_rate, cmd_remove_bitmap;
+/* The status of the volume at MNT (its mount point or `volume` file),
+ * parsed; NULL with a message (none about an absent volume when QUIET).
+ * json_object_put it. */
+struct json_object *client_status (const char *mnt);
+struct json_object *client_status_q (const char *mnt, bool quiet);
+/* Member KEY of object O (WHERE names O, NULL for the top) of a type;
+ * 0, or -EPROTO with a message naming the key. */
+int json_field (const char *mnt, struct json_object *o, const char *where,
+                const char *key, enum json_type type, bool null_ok,
+                struct json_object **v);
+int json_field_u64 (const char *mnt, struct json_object *o, const char *where,
+                    const char *key, uint64_t *v);
+int json_field_bool (const char *mnt, struct json_object *o,
+                     const char *where, const char *key, bool *v);
+int json_field_string (const char *mnt, struct json_object *o,
+                       const char *where, const char *key, const char **v);
+
+/* monitor.c */
+command_fn cmd_monitor;
 
 #endif
