@@ -301,9 +301,9 @@ array_readd_member (struct array *a, struct io_file *io, uint32_t same_slot,
   pthread_detach (a->recovery.thread);
   a->recovery.running = true;
   snprintf (msg, msglen, "%s: re-added to slot %" PRIu32 "; recovering %s "
-            "(%" PRIu64 " chunks)", io->name, slot,
+            "(%" PRIu64 " chunk%s)", io->name, slot,
             bits ? "the chunks the bitmap marks" : "everything",
-            a->recovery.total);
+            a->recovery.total, plural (a->recovery.total));
   log_info ("%s", msg);
   pthread_mutex_unlock (&a->sb_lock);
   return 0;

@@ -446,9 +446,9 @@ resync_log (struct array *a, const struct array_resync_stats *st, int r)
               "next mount resumes it", st->chunks_copied,
               a->resync.plan.total);
   else
-    log_error ("resync failed after %" PRIu64 " chunks: %s; the chunks it "
+    log_error ("resync failed after %" PRIu64 " chunk%s: %s; the chunks it "
                "did not copy keep their bits, and the next mount copies them",
-               st->chunks_copied, strerror (-r));
+               st->chunks_copied, plural (st->chunks_copied), strerror (-r));
 }
 
 static int

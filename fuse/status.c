@@ -95,9 +95,10 @@ status_render_text (const struct array_status *st, char *buf, size_t len)
     char mn[32], mx[32];
     format_bytes (st->resync.rate_min, mn, sizeof mn);
     format_bytes (st->resync.rate_max, mx, sizeof mx);
-    out (&o, "resync : running%s, %" PRIu64 " chunks still read from the "
+    out (&o, "resync : running%s, %" PRIu64 " chunk%s still read from the "
          "source alone (rate min %s/s, max %s%s)\n",
-         st->resync.full ? " (full)" : "", st->resync.differ_chunks, mn,
+         st->resync.full ? " (full)" : "", st->resync.differ_chunks,
+         plural (st->resync.differ_chunks), mn,
          st->resync.rate_max ? mx : "unlimited",
          st->resync.rate_max ? "/s" : "");
     progress_line (&o, "resync", st->resync.done_chunks,

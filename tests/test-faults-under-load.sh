@@ -392,7 +392,7 @@ readd() {
     flip_byte "${mem[slot]}" $(((NC - 1) * C + 777))
     out=$("$MDFUSECTL" re-add "$mnt" "${mem[slot]}") || fail "$sc: mdfusectl re-add failed: $out"
     info "$sc: re-add: $(tail -n 1 <<<"$out")"
-    [[ $out == *"recovering the chunks the bitmap marks ($nd chunks)"* ]] ||
+    [[ $out == *"recovering the chunks the bitmap marks ($nd chunk$([[ $nd -eq 1 ]] || echo s))"* ]] ||
         fail "$sc: re-add should recover the $nd chunks the bitmap marks: $out"
     wait_status "$mnt" ".recovery == null and .active == ${#mem[@]}" 60 "$sc: re-add"
     line=$(grep -F "${mem[slot]}: recovered (" "$MDFUSE_LOG" | tail -n 1)
