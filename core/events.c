@@ -143,22 +143,35 @@ array_bump_events_locked (struct array *a)
  * even if no STALE flag could be written (SPEC §6, §8).  Until that bump
  * is durable writers may not skip the bitmap (they fail and retry it).
  * Called with sb_lock held; 0 or a negative errno. */
+static int
+abandon_bitmap_locked (struct array *a, bool failed)
+{
+  assert_held (&a->sb_lock);
+  set_bitmap_use (a, BITMAP_FAILING);   /* the bump below writes no header */
+  int r = array_bump_events_locked (a);
+  if (r < 0)
+    return r;
+  set_bitmap_use (a, BITMAP_ABANDONED);
+  if (failed)
+    log_warn_loud ("%s: the volume goes on without its bitmap (members at "
+                   "events %" PRIu64 "); the next mount resyncs everything",
+                   a->bitmap.io->name, a->events);
+  else
+    log_warn_loud ("%s: bitmap removed by the administrator; the volume "
+                   "runs without it (members at events %" PRIu64 ")",
+                   a->bitmap.io->name, a->events);
+  array_notice (a, failed ? NOTICE_BITMAP_FAILED : NOTICE_BITMAP_REMOVED,
+                a->bitmap.io->name, 0);
+  return 0;
+}
+
 int
 array_bitmap_failed_locked (struct array *a)
 {
   assert_held (&a->sb_lock);
   if (bitmap_use (a) == BITMAP_ABANDONED)
     return 0;
-  set_bitmap_use (a, BITMAP_FAILING);   /* the bump below writes no header */
-  int r = array_bump_events_locked (a);
-  if (r == 0) {
-    set_bitmap_use (a, BITMAP_ABANDONED);
-    log_warn_loud ("%s: the volume goes on without its bitmap (members at "
-                   "events %" PRIu64 "); the next mount resyncs everything",
-                   a->bitmap.io->name, a->events);
-    array_notice (a, NOTICE_BITMAP_FAILED, a->bitmap.io->name, 0);
-  }
-  return r;
+  return abandon_bitmap_locked (a, true);
 }
 
 int
@@ -196,19 +209,12 @@ array_remove_bitmap (struct array *a, bool force, char *msg, size_t msglen)
     /* As if it had failed: the members go past its events, durably,
      * before a write skips it, so that it is stale wherever it is used
      * again (SPEC §6). */
-    set_bitmap_use (a, BITMAP_FAILING);
-    r = array_bump_events_locked (a);
-    if (r == 0) {
-      set_bitmap_use (a, BITMAP_ABANDONED);
-      log_warn_loud ("%s: bitmap removed by the administrator; the volume "
-                     "runs without it (members at events %" PRIu64 ")",
-                     a->bitmap.io->name, a->events);
-      array_notice (a, NOTICE_BITMAP_REMOVED, a->bitmap.io->name, 0);
+    r = abandon_bitmap_locked (a, false);
+    if (r == 0)
       snprintf (msg, msglen, "%s: no longer used; mount with -o nobitmap "
                 "from now on (a crash then copies the whole volume), or give "
                 "a new one made by 'mdfusectl add-bitmap'",
                 a->bitmap.io->name);
-    }
     else
       snprintf (msg, msglen, "%s: the members could not be updated: %s",
                 a->bitmap.io->name, strerror (-r));

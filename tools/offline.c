@@ -21,6 +21,30 @@
 #include "core/superblock.h"
 #include "tools/mdfusectl.h"
 
+/* --chunk SIZE and --daemon-sleep SECONDS of command CMD: 0, or a usage
+ * error's exit status. */
+static int
+opt_chunk (const char *cmd, const char *arg, uint64_t *chunk)
+{
+  int r = parse_size (arg, chunk);
+  if (r < 0 || *chunk == 0)
+    return usage_error (cmd, "--chunk %s: %s", arg,
+                        r < 0 ? size_error (r) : "must not be 0");
+  return 0;
+}
+
+static int
+opt_daemon_sleep (const char *cmd, const char *arg, unsigned *sleep)
+{
+  char *end;
+  unsigned long v = strtoul (arg, &end, 10);
+  if (*end || v < 1 || v > 3600)
+    return usage_error (cmd, "--daemon-sleep %s: not a number of seconds "
+                        "in 1..3600", arg);
+  *sleep = (unsigned) v;
+  return 0;
+}
+
 int
 cmd_create (int argc, char **argv)
 {
@@ -36,20 +60,16 @@ cmd_create (int argc, char **argv)
   };
   struct create_options o = { 0 };
   bool have_size = false;
-  int c;
+  int c, u;
   while ((c = getopt_long (argc, argv, "fc:n:s:b:d:h", longopts, NULL)) != -1) {
     switch (c) {
     case 'f':
       o.force = true;
       break;
-    case 'c': {
-      int r = parse_size (optarg, &o.chunk);
-      if (r < 0 || o.chunk == 0) {
-        return usage_error ("create", "--chunk %s: %s", optarg,
-                            r < 0 ? size_error (r) : "must not be 0");
-      }
+    case 'c':
+      if ((u = opt_chunk ("create", optarg, &o.chunk)))
+        return u;
       break;
-    }
     case 'n':
       o.name = optarg;
       break;
@@ -65,16 +85,10 @@ cmd_create (int argc, char **argv)
     case 'b':
       o.bitmap = optarg;
       break;
-    case 'd': {
-      char *end;
-      unsigned long v = strtoul (optarg, &end, 10);
-      if (*end || v < 1 || v > 3600) {
-        return usage_error ("create", "--daemon-sleep %s: not a number of "
-                            "seconds in 1..3600", optarg);
-      }
-      o.daemon_sleep = (unsigned) v;
+    case 'd':
+      if ((u = opt_daemon_sleep ("create", optarg, &o.daemon_sleep)))
+        return u;
       break;
-    }
     case 'h':
       usage ("create");
       return 0;
@@ -86,7 +100,7 @@ cmd_create (int argc, char **argv)
     return usage_error ("create", "--size SIZE is required");
   if (!o.bitmap)
     return usage_error ("create", "--bitmap FILE is required");
-  int u = check_operands ("create", argc, argv, optind, 1, -1,
+  u = check_operands ("create", argc, argv, optind, 1, -1,
                           "MEMBER MEMBER...");
   if (u)
     return u;
@@ -157,31 +171,23 @@ cmd_add_bitmap (int argc, char **argv)
     { NULL, 0, NULL, 0 },
   };
   struct create_bitmap_options o = { 0 };
-  int c;
+  int c, u;
   while ((c = getopt_long (argc, argv, "h", longopts, NULL)) != -1) {
     switch (c) {
     case 'f':
       o.force = true;
       break;
-    case 'c': {
-      int r = parse_size (optarg, &o.chunk);
-      if (r < 0 || o.chunk == 0)
-        return usage_error ("add-bitmap", "--chunk %s: %s", optarg,
-                            r < 0 ? size_error (r) : "must not be 0");
+    case 'c':
+      if ((u = opt_chunk ("add-bitmap", optarg, &o.chunk)))
+        return u;
       break;
-    }
     case 'b':
       o.bitmap = optarg;
       break;
-    case 'd': {
-      char *end;
-      unsigned long v = strtoul (optarg, &end, 10);
-      if (*end || v < 1 || v > 3600)
-        return usage_error ("add-bitmap", "--daemon-sleep %s: not a number "
-                            "of seconds in 1..3600", optarg);
-      o.daemon_sleep = (unsigned) v;
+    case 'd':
+      if ((u = opt_daemon_sleep ("add-bitmap", optarg, &o.daemon_sleep)))
+        return u;
       break;
-    }
     case 'h':
       usage ("add-bitmap");
       return 0;
@@ -191,7 +197,7 @@ cmd_add_bitmap (int argc, char **argv)
   }
   if (!o.bitmap)
     return usage_error ("add-bitmap", "--bitmap FILE is required");
-  int u = check_operands ("add-bitmap", argc, argv, optind, 1, -1,
+  u = check_operands ("add-bitmap", argc, argv, optind, 1, -1,
                           "MEMBER...");
   if (u)
     return u;
