@@ -347,10 +347,10 @@ member_op (int argc, char **argv, const char *cmd)
   }
   const char *mnt = argv[optind];
   /* The daemon's working directory is not ours: send an absolute path
-   * (a slot number goes as it is). */
+   * (a slot number and an NBD URI go as they are). */
   char abs[PATH_MAX];
   const char *arg = argv[optind + 1];
-  if (strspn (arg, "0123456789") != strlen (arg)) {
+  if (strspn (arg, "0123456789") != strlen (arg) && !io_is_uri (arg)) {
     if (!realpath (arg, abs)) {
       log_error ("%s: %s", arg, strerror (errno));
       return 1;
