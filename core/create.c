@@ -324,8 +324,9 @@ create_array (const struct create_options *o, const char *const *members,
     if (io_is_uri (p) && !ours)
       continue;
     if (!o->force) {
-      log_error ("%s: already exists%s%s (use --force to overwrite)", p,
-                 ours ? ": " : "", ours ? what : "");
+      log_error ("%s: already %s%s%s (use --force to overwrite)", p,
+                 io_is_uri (p) ? "in use" : "exists", ours ? ": " : "",
+                 ours ? what : "");
       return -EEXIST;
     }
     if (ours)
