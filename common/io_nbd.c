@@ -405,6 +405,13 @@ request (struct io_file *f, enum nbd_op op, void *buf, size_t len,
       log_error ("%s: connection lost: %s", f->name, p->why);
       drop_connection (p);
     }
+    else if (req.err && connection_gone (p->nbd)) {
+      /* The connection ended with the request in flight. */
+      log_error ("%s: connection lost: %s", f->name, p->why[0] ? p->why
+                 : "the server closed the connection");
+      drop_connection (p);
+      r = -ENOTCONN;
+    }
     else if (req.err)
       r = -req.err;             /* the server's answer; the connection stays */
   }
@@ -486,6 +493,8 @@ nbd_reconnect_op (struct io_file *f)
 {
   struct nbd_priv *p = f->priv;
   pthread_mutex_lock (&p->lock);
+  if (p->nbd && connection_gone (p->nbd))
+    drop_connection (p);
   int r = p->nbd ? 0 : nbd_connect (p, f->name);
   if (r == 0)
     log_info ("%s: connected", f->name);
