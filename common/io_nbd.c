@@ -295,8 +295,7 @@ nbd_connect (struct nbd_priv *p, const char *name)
     return r;
   }
   if (r < 0) {
-    log_error ("%s: cannot connect: %s (is the NBD server running, and does "
-               "it serve that export?)", name, p->why);
+    log_error ("%s: cannot connect: %s", name, p->why);
     nbd_close (h);
     return r;
   }

@@ -14,6 +14,8 @@
 #     and the local member identical;
 #   - the same member list mounts through `mount -t fuse.mdfuse` and from
 #     an fstab line;
+#   - an nbds:// member (TLS with a pre-shared key, nbdkit --tls=require):
+#     served and mirrored; a plain connection to that server is refused;
 #   - refusals name the URI: a bitmap on NBD, a server that is not there,
 #     a bad member_timeout; a plain nbd:// member on this machine's own
 #     network address is warned about, one on 127.0.0.1 is not.
@@ -123,6 +125,23 @@ for _ in $(seq 100); do
 done
 [[ $(examine "$uri" State) == clean ]] || fail "umount (fstab) was not clean"
 info "fstab line: ok"
+
+# --- TLS (nbds://, a pre-shared key) -----------------------------------------
+stop_nbdkit m1
+printf 'alice:%s\n' "$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" >keys.psk
+chmod 600 keys.psk
+start_nbdkit tls --tls=require --tls-psk="$tmpdir/keys.psk" file "$tmpdir/export/m1.img"
+tls_uri="nbds+unix://alice@/?socket=$NBD_SOCK&tls-psk-file=$tmpdir/keys.psk"
+expect_fail "$(re_escape "$NBD_URI"): cannot connect: .*TLS" "$MDFUSECTL" examine "$NBD_URI"
+mount_array "$m0" "$tls_uri"
+assert_status "$ARRAY_MNT" ".members[1].path == \"$tls_uri\" and .active == 2" "a TLS member"
+dd if=/dev/urandom of="$ARRAY_MNT/volume" bs=1M count=4 seek=8 conv=notrunc,fsync status=none ||
+    fail "writing through a TLS member failed"
+stop_mdfuse
+assert_members_identical "$V" "$C" "$m0" export/m1.img
+stop_nbdkit tls
+start_nbdkit m1 file "$tmpdir/export/m1.img"
+info "nbds:// with a pre-shared key: ok"
 
 # --- refusals and warnings ---------------------------------------------------
 expect_mount_refused "nbd+unix:///?socket=$tmpdir/none.sock" \
