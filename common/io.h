@@ -49,8 +49,9 @@ struct io_ops {
   int64_t (*seek_hole) (struct io_file *f, uint64_t off);
   /* [OFF, OFF+LEN) reads as zeros from now on, and takes no space. */
   int (*punch_hole) (struct io_file *f, uint64_t off, uint64_t len);
-  /* A file reached over a connection (NBD): if its connection was lost
-   * or given up, connect again.  0 when it is up. */
+  /* A file reached over a connection (NBD): close the connection, if
+   * any, and make a new one (for a member being re-added after a fault:
+   * the old connection may be dead without knowing it).  0 when up. */
   int (*reconnect) (struct io_file *f);
 };
 
@@ -80,7 +81,8 @@ void io_advise_willneed (struct io_file *f, uint64_t off, uint64_t len);
 void io_data_extent (struct io_file *f, uint64_t off, uint64_t end,
                      uint64_t *data, uint64_t *hole);
 int io_punch_hole (struct io_file *f, uint64_t off, uint64_t len);
-/* Connect again if F's connection was lost; 0 for a file that has none. */
+/* A new connection under F (see io_ops.reconnect); 0 for a file that
+ * has none. */
 int io_reconnect (struct io_file *f);
 
 /* Copy [OFF, OFF+LEN) of SRC to the same place in DST: by the backend's

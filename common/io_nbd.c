@@ -7,7 +7,7 @@
  * out of time closes the connection (so libnbd touches its buffer no
  * more), as does a connection that drops; from then on every request of
  * that file fails at once, with no network round trip, until io_reconnect
- * (mdfusectl re-add) connects anew.  Nothing here runs a thread of its
+ * (mdfusectl re-add of a faulty member) connects anew.  Nothing here runs a thread of its
  * own, so an open file survives the daemon's fork.
  */
 #include <config.h>
@@ -259,34 +259,48 @@ warn_if_exposed (struct nbd_handle *h, const char *name)
 static int
 nbd_connect (struct nbd_priv *p, const char *name)
 {
-  struct nbd_handle *h = nbd_create ();
-  if (!h) {
-    log_error ("%s: %s", name, nbd_get_error ());
-    return -ENOMEM;
-  }
-  if (nbd_supports_uri (h) <= 0) {
-    log_error ("%s: this libnbd cannot read NBD URIs (built without "
-               "libxml2)", name);
-    nbd_close (h);
-    return -ENOTSUP;
-  }
-  p->why[0] = '\0';
-  /* tls-psk-file= and tls-certificates= name local files: the URI comes
-   * from the administrator. */
-  nbd_set_uri_allow_local_file (h, true);
-  int r = 0;
-  if (nbd_aio_connect_uri (h, p->uri) < 0) {
-    int e = nbd_get_errno ();
-    log_error ("%s: cannot connect: %s", name, nbd_get_error ());
-    nbd_close (h);
-    return -(e ? e : EINVAL);
-  }
-  r = drive (p, h, handshake_done, h, now_mono () + timeout_seconds ());
-  if (r == 0 && nbd_aio_is_ready (h) <= 0) {
-    r = -ENOTCONN;
-    if (!p->why[0])
-      snprintf (p->why, sizeof p->why, "%s", nbd_get_error ()
-                ? nbd_get_error () : "the handshake failed");
+  double deadline = now_mono () + timeout_seconds ();
+  struct nbd_handle *h;
+  int r;
+  for (int attempt = 1;; attempt++) {
+    h = nbd_create ();
+    if (!h) {
+      log_error ("%s: %s", name, nbd_get_error ());
+      return -ENOMEM;
+    }
+    if (nbd_supports_uri (h) <= 0) {
+      log_error ("%s: this libnbd cannot read NBD URIs (built without "
+                 "libxml2)", name);
+      nbd_close (h);
+      return -ENOTSUP;
+    }
+    p->why[0] = '\0';
+    /* tls-psk-file= and tls-certificates= name local files: the URI
+     * comes from the administrator. */
+    nbd_set_uri_allow_local_file (h, true);
+    if (nbd_aio_connect_uri (h, p->uri) < 0) {
+      int e = nbd_get_errno ();
+      log_error ("%s: cannot connect: %s", name, nbd_get_error ());
+      nbd_close (h);
+      return -(e ? e : EINVAL);
+    }
+    r = drive (p, h, handshake_done, h, deadline);
+    if (r == 0 && nbd_aio_is_ready (h) <= 0) {
+      r = -ENOTCONN;
+      if (!p->why[0])
+        snprintf (p->why, sizeof p->why, "%s", nbd_get_error ()
+                  ? nbd_get_error () : "the handshake failed");
+    }
+    /* A server that hangs up in the handshake may be one that serves one
+     * client and has not yet seen our last connection end (a probe just
+     * before, a connection just given up): a few more tries, briefly. */
+    if (r == -ENOTCONN && attempt < 5 && strstr (p->why, "disconnected")
+        && now_mono () + 0.3 < deadline) {
+      nbd_close (h);
+      nanosleep (&(struct timespec) { .tv_nsec = 200 * 1000 * 1000 }, NULL);
+      continue;
+    }
+    break;
   }
   if (r == -ETIMEDOUT) {
     log_error ("%s: cannot connect: no answer within %u s (member_timeout)",
@@ -492,9 +506,8 @@ nbd_reconnect_op (struct io_file *f)
 {
   struct nbd_priv *p = f->priv;
   pthread_mutex_lock (&p->lock);
-  if (p->nbd && connection_gone (p->nbd))
-    drop_connection (p);
-  int r = p->nbd ? 0 : nbd_connect (p, f->name);
+  drop_connection (p);
+  int r = nbd_connect (p, f->name);
   if (r == 0)
     log_info ("%s: connected", f->name);
   pthread_mutex_unlock (&p->lock);

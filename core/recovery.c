@@ -167,8 +167,11 @@ array_readd_member (struct array *a, struct io_file *io, uint32_t same_slot,
       return -EINVAL;
     }
     io = a->m[same_slot].io;
-    /* A network member whose connection was lost: a new one. */
-    int c = io_reconnect (io);
+    /* A network member that failed: a new connection (the old one may
+     * be dead without knowing it yet).  Not under an active member. */
+    int st = state_of (a, same_slot);
+    int c = st == MEMBER_ACTIVE || st == MEMBER_RECOVERING ? 0
+      : io_reconnect (io);
     if (c < 0) {
       snprintf (msg, msglen, "%s: cannot connect (the daemon's log says "
                 "why): %s", io->name, strerror (-c));
