@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "common/io.h"
+#include "common/io_nbd.h"
 #include "common/log.h"
 
 int
@@ -106,6 +107,57 @@ int
 io_punch_hole (struct io_file *f, uint64_t off, uint64_t len)
 {
   return f->ops->punch_hole ? f->ops->punch_hole (f, off, len) : -EOPNOTSUPP;
+}
+
+int
+io_reconnect (struct io_file *f)
+{
+  return f->ops->reconnect ? f->ops->reconnect (f) : 0;
+}
+
+bool
+io_is_uri (const char *name)
+{
+  return io_nbd_scheme_len (name) > 0;
+}
+
+struct io_file *
+io_open (const char *name, int flags)
+{
+  if (io_is_uri (name))
+    return io_nbd_open (name, flags);
+  if (strstr (name, "://")) {
+    log_error ("%s: not a file name, and not an NBD URI (nbd://, nbds://, "
+               "nbd+unix://)", name);
+    errno = EINVAL;
+    return NULL;
+  }
+  return io_posix_open (name, flags);
+}
+
+int
+io_split_list (char *list, char **out, size_t max)
+{
+  size_t n = 0;
+  char *p = list;
+  while (*p) {
+    if (*p == ':') {
+      p++;                      /* an empty name */
+      continue;
+    }
+    size_t len = io_nbd_uri_len (p);
+    if (len == 0)
+      len = strcspn (p, ":");
+    if (n == max) {
+      log_error ("too many members (at most %zu)", max);
+      return -1;
+    }
+    out[n++] = p;
+    p += len;
+    if (*p)
+      *p++ = '\0';
+  }
+  return (int) n;
 }
 
 /* ---- POSIX backend ---- */

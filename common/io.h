@@ -8,6 +8,8 @@
 #ifndef MDFUSE_IO_H
 #define MDFUSE_IO_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -47,11 +49,15 @@ struct io_ops {
   int64_t (*seek_hole) (struct io_file *f, uint64_t off);
   /* [OFF, OFF+LEN) reads as zeros from now on, and takes no space. */
   int (*punch_hole) (struct io_file *f, uint64_t off, uint64_t len);
+  /* A file reached over a connection (NBD): close the connection, if
+   * any, and make a new one (for a member being re-added after a fault:
+   * the old connection may be dead without knowing it).  0 when up. */
+  int (*reconnect) (struct io_file *f);
 };
 
 struct io_file {
   const struct io_ops *ops;
-  char *name;                   /* path, for messages */
+  char *name;                   /* path or URI (without secrets), for messages */
   void *priv;
 };
 
@@ -75,6 +81,9 @@ void io_advise_willneed (struct io_file *f, uint64_t off, uint64_t len);
 void io_data_extent (struct io_file *f, uint64_t off, uint64_t end,
                      uint64_t *data, uint64_t *hole);
 int io_punch_hole (struct io_file *f, uint64_t off, uint64_t len);
+/* A new connection under F (see io_ops.reconnect); 0 for a file that
+ * has none. */
+int io_reconnect (struct io_file *f);
 
 /* Copy [OFF, OFF+LEN) of SRC to the same place in DST: by the backend's
  * copy_range when both files have it (for POSIX files, copy_file_range in
@@ -82,6 +91,19 @@ int io_punch_hole (struct io_file *f, uint64_t off, uint64_t len);
  * side failed and should retry through its own read and write. */
 int io_copy_range (struct io_file *src, struct io_file *dst, uint64_t off,
                    uint64_t len, void *buf, size_t buflen);
+
+/* Any backend by its name: an NBD URI (nbd://, nbds://, nbd+unix://...;
+ * common/io_nbd.h) or a path (io_posix_open).  NULL with errno set; a
+ * message naming the file has been logged. */
+struct io_file *io_open (const char *name, int flags);
+/* NAME is a URI (an NBD member), not a path: no realpath, stat, lock or
+ * unlink applies to it. */
+bool io_is_uri (const char *name);
+/* Splits a member list in place (SPEC §7): names separated by ':', where
+ * the ':' of a URI's port or address belongs to the URI (io_nbd_uri_len);
+ * empty names are skipped.  The number of names, or -1 (logged) when
+ * there are more than MAX. */
+int io_split_list (char *list, char **out, size_t max);
 
 /* POSIX backend. */
 enum { IO_OPEN_READONLY = 1, IO_OPEN_LOCK = 2, IO_OPEN_CREATE = 4,

@@ -104,6 +104,9 @@ int array_remove_bitmap (struct array *a, bool force, char *msg,
                          size_t msglen);
 /* The slot whose open file is the file (device, inode), or -1. */
 int array_slot_of_file (struct array *a, uint64_t dev, uint64_t ino);
+/* The slot whose member is NAME (an NBD URI, compared as messages show
+ * it), or -1. */
+int array_slot_of_name (struct array *a, const char *name);
 /* Start a background check (or repair) of every chunk on every active
  * member; RATE in bytes/s, 0 for unlimited. */
 int array_check_start (struct array *a, bool repair, uint64_t rate,

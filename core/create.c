@@ -64,11 +64,64 @@ create_check (const struct create_options *o, size_t nmembers)
   return 0;
 }
 
+/* A new file; an NBD export (a URI) exists already and is opened. */
 static struct io_file *
 create_file (const char *path, bool force)
 {
+  if (io_is_uri (path))
+    return io_open (path, 0);
   int flags = IO_OPEN_CREATE | IO_OPEN_LOCK | (force ? 0 : IO_OPEN_EXCL);
   return io_posix_open (path, flags);
+}
+
+/* Make F a member file of SIZE bytes, reading as zeros when ZERO.  A file
+ * is truncated; an export (an NBD member) cannot be: it keeps its own
+ * size, which must be at least SIZE, and is zeroed.  *ACTUAL is the size
+ * the superblock's place is computed from (SPEC §2: the end of the file,
+ * or of the export). */
+static int
+size_member (struct io_file *f, uint64_t size, bool zero, uint64_t *actual)
+{
+  *actual = size;
+  int r = io_truncate (f, 0);
+  if (r == 0)
+    r = io_truncate (f, size);
+  if (r != -EOPNOTSUPP) {
+    if (r < 0)
+      log_error ("%s: cannot size to %" PRIu64 " bytes: %s", f->name, size,
+                 strerror (-r));
+    return r;
+  }
+  int64_t have = io_size (f);
+  if (have < 0) {
+    log_error ("%s: cannot get its size: %s", f->name, strerror ((int) -have));
+    return (int) have;
+  }
+  if ((uint64_t) have < size) {
+    log_error ("%s: the export is %" PRId64 " bytes, too small for a member "
+               "of this volume (at least %" PRIu64 " bytes)", f->name, have,
+               size);
+    return -ENOSPC;
+  }
+  *actual = (uint64_t) have;
+  if (!zero)
+    return 0;
+  r = io_punch_hole (f, 0, (uint64_t) have);
+  if (r == -EOPNOTSUPP) {
+    /* The server cannot zero: write the zeros. */
+    size_t buflen = 1u << 20;
+    void *buf = calloc (1, buflen);
+    r = buf ? 0 : -ENOMEM;
+    for (uint64_t off = 0; r == 0 && off < (uint64_t) have; off += buflen) {
+      size_t n = (uint64_t) have - off < buflen ? (size_t) ((uint64_t) have
+                                                            - off) : buflen;
+      r = io_pwrite_full (f, buf, n, off);
+    }
+    free (buf);
+  }
+  if (r < 0)
+    log_error ("%s: cannot zero the export: %s", f->name, strerror (-r));
+  return r;
 }
 
 int
@@ -103,14 +156,12 @@ create_array_on (const struct create_options *o, struct io_file *const *files,
 
   for (size_t i = 0; i < n; i++) {
     /* Sparse zeros: every member reads as zeros, so no initial sync. */
-    r = io_truncate (files[i], 0);
-    if (r == 0)
-      r = io_truncate (files[i], member_size);
-    if (r < 0) {
-      log_error ("%s: cannot size to %" PRIu64 " bytes: %s", files[i]->name,
-                 member_size, strerror (-r));
+    uint64_t size;
+    r = size_member (files[i], member_size, true, &size);
+    if (r < 0)
       return r;
-    }
+    sb.super_offset = sb_super_offset_for (size);
+    sb.data_size = sb.super_offset;
     sb.dev_number = (uint32_t) i;
     r = random_bytes (sb.device_uuid, 16);
     if (r < 0) {
@@ -165,7 +216,7 @@ create_array_on (const struct create_options *o, struct io_file *const *files,
 static bool
 describe_member (const char *path, char *what, size_t len)
 {
-  struct io_file *f = io_posix_open (path, IO_OPEN_READONLY);
+  struct io_file *f = io_open (path, IO_OPEN_READONLY);
   if (!f)
     return false;
   struct member_probe p;
@@ -235,7 +286,8 @@ same_filesystem (const char *bitmap, const char *const *members, size_t n)
   if (filesystem_of (bitmap, &b) < 0)
     return -1;                  /* the open that follows says why */
   for (size_t i = 0; i < n; i++)
-    if (filesystem_of (members[i], &m) == 0 && m == b)
+    if (!io_is_uri (members[i]) && filesystem_of (members[i], &m) == 0
+        && m == b)
       return (int) i;
   return -1;
 }
@@ -258,14 +310,23 @@ create_array (const struct create_options *o, const char *const *members,
    * which array a file to be overwritten belongs to. */
   for (size_t i = 0; i <= n; i++) {
     const char *p = i < n ? members[i] : o->bitmap;
-    if (!p || access (p, F_OK) != 0)
+    if (p && i == n && io_is_uri (p)) {
+      log_error ("%s: the bitmap must be a local file, not an NBD export", p);
+      return -EINVAL;
+    }
+    if (!p || (!io_is_uri (p) && access (p, F_OK) != 0))
       continue;
     char what[160];
     bool ours = i < n ? describe_member (p, what, sizeof what)
       : describe_bitmap (p, what, sizeof what);
+    /* An export is always there: only a member's superblock on it stops
+     * the create. */
+    if (io_is_uri (p) && !ours)
+      continue;
     if (!o->force) {
-      log_error ("%s: already exists%s%s (use --force to overwrite)", p,
-                 ours ? ": " : "", ours ? what : "");
+      log_error ("%s: already %s%s%s (use --force to overwrite)", p,
+                 io_is_uri (p) ? "in use" : "exists", ours ? ": " : "",
+                 ours ? what : "");
       return -EEXIST;
     }
     if (ours)
@@ -291,7 +352,7 @@ create_array (const struct create_options *o, const char *const *members,
   bool existed[ASSEMBLE_MAX_SLOTS + 1];
   for (size_t i = 0; i <= n; i++) {
     const char *p = i < n ? members[i] : o->bitmap;
-    existed[i] = p && access (p, F_OK) == 0;
+    existed[i] = p && (io_is_uri (p) || access (p, F_OK) == 0);
   }
   size_t made = 0;
   for (size_t i = 0; i < n; i++) {
@@ -321,7 +382,8 @@ create_array (const struct create_options *o, const char *const *members,
 undo:
   /* Half made: remove what we made (all of it was ours to overwrite). */
   for (size_t i = 0; i < n; i++)
-    unlink (members[i]);
+    if (!io_is_uri (members[i]))
+      unlink (members[i]);
   if (bio)
     unlink (o->bitmap);
   for (size_t i = 0; i <= n; i++)
@@ -346,9 +408,9 @@ int
 create_member_like (const char *like, uint32_t slot, const char *path,
                     bool force)
 {
-  struct io_file *src = io_posix_open (like, IO_OPEN_READONLY);
+  struct io_file *src = io_open (like, IO_OPEN_READONLY);
   if (!src)
-    return -errno;              /* io_posix_open logged it */
+    return -errno;              /* io_open logged it */
   struct member_probe p;
   int r = member_probe (src, &p);
   io_close (src);
@@ -362,11 +424,15 @@ create_member_like (const char *like, uint32_t slot, const char *path,
                p.sb.raid_disks - 1);
     return -EINVAL;
   }
-  if (!force && access (path, F_OK) == 0) {
-    log_error ("%s: already exists (use --force to overwrite)", path);
+  bool uri = io_is_uri (path);
+  char what[160];
+  if (!force && (uri ? describe_member (path, what, sizeof what)
+                 : access (path, F_OK) == 0)) {
+    log_error ("%s: already %s (use --force to overwrite)", path,
+               uri ? "holds an md member superblock" : "exists");
     return -EEXIST;
   }
-  bool existed = access (path, F_OK) == 0;
+  bool existed = uri || access (path, F_OK) == 0;
   struct io_file *f = create_file (path, force);
   if (!f)
     return -errno;
@@ -390,14 +456,17 @@ create_member_like (const char *like, uint32_t slot, const char *path,
   sb.utime = (uint64_t) time (NULL);
   for (uint32_t k = 0; k < sb.max_dev; k++)
     sb.dev_roles[k] = (uint16_t) k;
-  r = io_truncate (f, 0);
-  if (r == 0)
-    r = io_truncate (f, size);
-  if (r < 0)
-    log_error ("%s: cannot size to %" PRIu64 " bytes: %s", path, size,
-               strerror (-r));
-  else if ((r = member_write_sb (f, &sb)) < 0)
-    log_error ("%s: cannot write the superblock: %s", path, strerror (-r));
+  /* Its data need not be zeros: the member is recovered in full.  An
+   * export keeps its size, which needs only to hold the volume. */
+  r = size_member (f, uri ? sb_member_size_for (p.sb.size * 512) : size,
+                   false, &size);
+  if (r == 0) {
+    sb.super_offset = sb_super_offset_for (size);
+    sb.data_size = sb.super_offset;
+    r = member_write_sb (f, &sb);
+    if (r < 0)
+      log_error ("%s: cannot write the superblock: %s", path, strerror (-r));
+  }
   io_close (f);
   if (r < 0 && !existed)
     unlink (path);
@@ -422,6 +491,10 @@ create_bitmap_for (const struct create_bitmap_options *o,
     log_error ("daemon sleep %u s is out of range (1..3600)", o->daemon_sleep);
     return -EINVAL;
   }
+  if (io_is_uri (o->bitmap)) {
+    log_error ("%s: the bitmap must be a local file", o->bitmap);
+    return -EINVAL;
+  }
 
   /* What the members say: one array, its events. */
   struct md_sb ref;
@@ -431,9 +504,9 @@ create_bitmap_for (const struct create_bitmap_options *o,
       log_error ("%s: given as the bitmap and as a member", o->bitmap);
       return -EINVAL;
     }
-    struct io_file *f = io_posix_open (members[i], IO_OPEN_READONLY);
+    struct io_file *f = io_open (members[i], IO_OPEN_READONLY);
     if (!f)
-      return -errno;            /* io_posix_open logged it */
+      return -errno;            /* io_open logged it */
     struct member_probe p;
     int r = member_probe (f, &p);
     io_close (f);

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include "core/array_impl.h"
+#include "common/io_nbd.h"
 #include "common/log.h"
 #include "core/member.h"
 #include "common/util.h"
@@ -168,6 +169,16 @@ array_readd_member (struct array *a, struct io_file *io, uint32_t same_slot,
       return -EINVAL;
     }
     io = a->m[same_slot].io;
+    /* A network member that failed: a new connection (the old one may
+     * be dead without knowing it yet).  Not under an active member. */
+    int st = state_of (a, same_slot);
+    int c = st == MEMBER_ACTIVE || st == MEMBER_RECOVERING ? 0
+      : io_reconnect (io);
+    if (c < 0) {
+      snprintf (msg, msglen, "%s: cannot connect (the daemon's log says "
+                "why): %s", io->name, strerror (-c));
+      return c;
+    }
   }
   struct member_probe p;
   int r = member_probe (io, &p);
@@ -325,5 +336,16 @@ array_slot_of_file (struct array *a, uint64_t dev, uint64_t ino)
         && id.ino == ino)
       return (int) s;
   }
+  return -1;
+}
+
+int
+array_slot_of_name (struct array *a, const char *name)
+{
+  char shown[1024];
+  io_nbd_display_name (name, shown, sizeof shown);
+  for (uint32_t s = 0; s < a->nslots; s++)
+    if (a->m[s].io && strcmp (a->m[s].io->name, shown) == 0)
+      return (int) s;
   return -1;
 }

@@ -127,6 +127,8 @@ find_slot (struct mdfuse *mf, const char *arg, struct stat *st)
   unsigned long n = strtoul (arg, &end, 10);
   if (*arg && !*end)
     return n < array_slots (mf->array) ? (int) n : -1;
+  if (io_is_uri (arg))
+    return array_slot_of_name (mf->array, arg);
   if (stat (arg, st) < 0)
     return -1;
   return array_slot_of_file (mf->array, (uint64_t) st->st_dev,
@@ -156,11 +158,13 @@ admin_readd (struct mdfuse *mf, const char *arg, char *msg, size_t len)
     snprintf (msg, len, "%.100s: no such slot", arg);
     return -ENOENT;
   }
-  struct io_file *io = io_posix_open (arg, IO_OPEN_LOCK);
+  struct io_file *io = io_open (arg, IO_OPEN_LOCK);
   if (!io) {
     int e = errno;
-    snprintf (msg, len, "%.300s: %s", arg, e == EBUSY
-              ? "in use by another mdfuse" : strerror (e));
+    snprintf (msg, len, "%.300s: %s%s", arg, e == EBUSY
+              ? "in use by another mdfuse" : io_is_uri (arg)
+              ? "cannot connect (the daemon's log says why): " : "",
+              e == EBUSY ? "" : strerror (e));
     return -e;
   }
   return array_readd_member (mf->array, io, UINT32_MAX, msg, len);

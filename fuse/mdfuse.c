@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "core/array.h"
+#include "common/io_nbd.h"
 #include "common/log.h"
 #include "common/progress.h"
 #include "common/util.h"
@@ -32,6 +33,7 @@ static const struct fuse_opt mdfuse_opts[] = {
   OPT ("resync_first", resync_first),
   { "resync_min=%s", offsetof (struct mdfuse_config, resync_min), 0 },
   { "resync_max=%s", offsetof (struct mdfuse_config, resync_max), 0 },
+  { "member_timeout=%s", offsetof (struct mdfuse_config, member_timeout), 0 },
   FUSE_OPT_END
 };
 
@@ -84,6 +86,8 @@ usage (const char *prog)
 {
   printf ("Usage: %s [-f] [-d] -o bitmap=FILE[,OPTIONS] MEMBER[:MEMBER...] "
           "MOUNTPOINT\n\n"
+          "A MEMBER is a file, or an NBD export: nbd://HOST[:PORT]/EXPORT, "
+          "nbds://... (TLS),\nnbd+unix:///EXPORT?socket=PATH.\n\n"
           "mdfuse options:\n"
           "    -o bitmap=FILE         the write-intent bitmap file (on another "
           "filesystem)\n"
@@ -94,7 +98,11 @@ usage (const char *prog)
           "    -o bitmap_same_device  allow the bitmap beside a member (tests "
           "only)\n"
           "    -o nouring             libfuse's loop, no io_uring: every "
-          "read in a FUSE thread\n\n", prog);
+          "read in a FUSE thread\n"
+          "    -o member_timeout=S    an NBD member that takes longer than S "
+          "seconds\n"
+          "                           to answer is faulty (default %d)\n\n",
+          prog, IO_NBD_DEFAULT_TIMEOUT);
 }
 
 int
@@ -176,6 +184,16 @@ main (int argc, char **argv)
                conf.resync_max ? conf.resync_max : "");
     rc = 2;
     goto out_session;
+  }
+  if (conf.member_timeout) {
+    char *end;
+    unsigned long t = strtoul (conf.member_timeout, &end, 10);
+    if (*end || end == conf.member_timeout || t < 1 || t > 3600) {
+      log_error ("-o member_timeout=%s: not a number of seconds in 1..3600",
+                 conf.member_timeout);
+      goto out_session;
+    }
+    io_nbd_set_timeout ((unsigned) t);
   }
   mf.array = mdfuse_open_array (&conf, opts.mountpoint);
   if (!mf.array)
@@ -278,6 +296,7 @@ out:
   free (conf.bitmap);
   free (conf.resync_min);
   free (conf.resync_max);
+  free (conf.member_timeout);
   fuse_opt_free_args (&args);
   return rc;
 }

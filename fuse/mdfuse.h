@@ -19,7 +19,7 @@ struct array;
 #define MAX_WRITE (1u << 20)
 
 struct mdfuse_config {
-  char *members;                /* "a:b:c" */
+  char *members;                /* "a:b:c"; NBD URIs among them */
   char *bitmap;
   int nobitmap;
   int degraded;
@@ -28,6 +28,7 @@ struct mdfuse_config {
   int nouring;
   char *resync_min, *resync_max;        /* sizes per second */
   int resync_first;             /* copy before serving, as md does not */
+  char *member_timeout;         /* seconds an NBD member's request may take */
   /* Every argument that is not an option, in order (the members, the
    * mount point, and any too many), for a helpful message. */
   const char *words[8];

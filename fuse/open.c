@@ -62,21 +62,6 @@ dir_is_empty (const char *path)
   return empty ? 1 : 0;
 }
 
-static int
-split_members (char *list, char **out, size_t max)
-{
-  size_t n = 0;
-  for (char *save = NULL, *tok = strtok_r (list, ":", &save); tok;
-       tok = strtok_r (NULL, ":", &save)) {
-    if (n == max) {
-      log_error ("too many members (at most %zu)", max);
-      return -1;
-    }
-    out[n++] = tok;
-  }
-  return (int) n;
-}
-
 static void
 log_dead_mount (const char *mountpoint)
 {
@@ -88,7 +73,7 @@ struct array *
 mdfuse_open_array (struct mdfuse_config *conf, const char *mountpoint)
 {
   char *paths[32];
-  int n = split_members (conf->members, paths, 32);
+  int n = io_split_list (conf->members, paths, 32);
   if (n < 1)
     return NULL;
   char mnt_real[PATH_MAX];
@@ -130,7 +115,8 @@ mdfuse_open_array (struct mdfuse_config *conf, const char *mountpoint)
   uint64_t devs[32];
   int opened = 0;
   for (int i = 0; i < n; i++) {
-    if (below_mountpoint (paths[i], mnt_real)) {
+    bool uri = io_is_uri (paths[i]);
+    if (!uri && below_mountpoint (paths[i], mnt_real)) {
       log_error ("%s: is below the mount point %s: the volume cannot hold "
                  "its own member", paths[i], mountpoint);
       goto fail;
@@ -141,10 +127,10 @@ mdfuse_open_array (struct mdfuse_config *conf, const char *mountpoint)
         goto fail;
       }
     /* Absolute names: the daemon leaves its working directory, and status
-     * should say which file it means. */
+     * should say which file it means.  A URI is an NBD member. */
     char abs[PATH_MAX];
-    members[i] = io_posix_open (realpath (paths[i], abs) ? abs : paths[i],
-                                IO_OPEN_LOCK);
+    members[i] = io_open (!uri && realpath (paths[i], abs) ? abs : paths[i],
+                          IO_OPEN_LOCK);
     if (!members[i]) {
       if (!conf->degraded || errno == EBUSY)
         goto fail;
@@ -164,6 +150,12 @@ mdfuse_open_array (struct mdfuse_config *conf, const char *mountpoint)
     if (!conf->bitmap) {
       log_error ("no bitmap given: use -o bitmap=FILE (on another "
                  "filesystem), or -o nobitmap");
+      goto fail;
+    }
+    if (io_is_uri (conf->bitmap)) {
+      log_error ("%s: the bitmap must be a local file (on another "
+                 "filesystem than the members), not an NBD export",
+                 conf->bitmap);
       goto fail;
     }
     if (below_mountpoint (conf->bitmap, mnt_real)) {

@@ -1029,6 +1029,9 @@ faultfs_stat() {
 #   --bitmap-faultfs[=OPTS]  the bitmap on faultfs: its file on the tmpfs
 #                      $tmpdir/bmback, seen through a faultfs on $tmpdir/bm
 #   -o OPTS            extra mount options, after bitmap=...
+#   --nbd URI FILE     the last member is the NBD export URI (its server
+#                      started by the test: start_nbdkit), FILE the file
+#                      behind it (ARRAY_BACK)
 #   --as ID            another array of the same test: members m/ID0...,
 #                      bitmap bm/ID, mount point $tmpdir/ID.mnt (default:
 #                      members m/m0..., bitmap bm/b, mount point mnt)
@@ -1061,6 +1064,7 @@ faultfs_stat() {
 
 make_array() {
     local n=2 size=16M chunk=1M id='' extra='' mount=1 ffs=0 ffs_opts='' bffs=0 bffs_opts=''
+    local nbd_uri='' nbd_back=''
     local create_args=() mdir mback bdir bback prefix bname mnt i out
     [[ -n $tmpdir ]] || fail "make_array: make_tmpdir first"
     while [[ $# -gt 0 ]]; do
@@ -1075,6 +1079,7 @@ make_array() {
         --bitmap-faultfs=*) bffs=1 bffs_opts=${1#*=} ;;
         -o) extra=$2; shift ;;
         --as) id=$2; shift ;;
+        --nbd) nbd_uri=$2 nbd_back=$3; shift 2 ;;
         --no-mount) mount=0 ;;
         *) fail "make_array: unknown option '$1'" ;;
         esac
@@ -1111,6 +1116,10 @@ make_array() {
         ARRAY_MEMBERS+=("$mdir/$prefix$i")
         ARRAY_BACK+=("$mback/$prefix$i")
     done
+    if [[ -n $nbd_uri ]]; then
+        ARRAY_MEMBERS[n - 1]=$nbd_uri
+        ARRAY_BACK[n - 1]=$nbd_back
+    fi
     # shellcheck disable=SC2034
     ARRAY_BITMAP=$bdir/$bname ARRAY_BITMAP_BACK=$bback/$bname
     ARRAY_MNT=$mnt
@@ -1298,3 +1307,131 @@ chunk_sha() {
     printf '%s\n' "${s%% *}"
 }
 
+
+# ---------------------------------------------------------------------------
+# NBD servers for NBD members: nbdkit on Unix sockets under $tmpdir, each
+# known by a name; killed at exit by pid (continued first, should the test
+# have stopped it).
+# ---------------------------------------------------------------------------
+
+# Results of start_nbdkit.
+# shellcheck disable=SC2034
+{
+    NBD_PID=
+    NBD_SOCK=
+    NBD_URI=
+}
+
+declare -A _nbdkit_pid=() _nbdkit_log=()
+
+# require_nbdkit FILTER...: nbdkit with its file plugin and these filters.
+require_nbdkit() {
+    local f args=()
+    requires nbdkit
+    for f in "$@"; do
+        args+=(--filter="$f")
+    done
+    requires nbdkit ${args[@]+"${args[@]}"} file --version
+}
+
+# start_nbdkit NAME [--tcp ADDR PORT] ARG...: run "nbdkit -f -U
+# $tmpdir/NAME.sock ARG..." (e.g. --filter=log file FILE logfile=LOG), or
+# with --tcp listening on ADDR:PORT instead, in the background, its output
+# in $tmpdir/nbdkit.NAME.log, and wait until it serves.  Sets NBD_PID,
+# NBD_SOCK and NBD_URI (nbd+unix:///?socket=NBD_SOCK, or nbd://ADDR:PORT).
+start_nbdkit() {
+    local name=$1 sock log pid deadline where addr='' port='' uri
+    shift
+    if [[ ${1:-} == --tcp ]]; then
+        addr=$2 port=$3
+        shift 3
+    fi
+    sock=$tmpdir/$name.sock
+    log=$tmpdir/nbdkit.$name.log
+    [[ -z ${_nbdkit_pid[$name]:-} ]] || fail "start_nbdkit: $name runs already"
+    if [[ -n $addr ]]; then
+        where=(-i "$addr" -p "$port") uri=nbd://$addr:$port sock=
+    else
+        rm -f "$sock"
+        where=(-U "$sock") uri="nbd+unix:///?socket=$sock"
+    fi
+    info "starting: nbdkit -f ${where[*]} $*"
+    nbdkit -f "${where[@]}" "$@" </dev/null >>"$log" 2>&1 &
+    pid=$!
+    _nbdkit_pid[$name]=$pid
+    _nbdkit_log[$name]=$log
+    cleanup_fn _nbdkit_cleanup "$name"
+    deadline=$((SECONDS + 20))
+    while :; do
+        if [[ -n $sock ]]; then
+            [[ -S $sock ]] && break
+        elif (exec 3<>"/dev/tcp/$addr/$port") 2>/dev/null; then
+            break
+        fi
+        if ! _pid_running "$pid"; then
+            _show_log "$log"
+            fail "nbdkit exited before serving ${sock:-$addr:$port}"
+        fi
+        if [[ $SECONDS -ge $deadline ]]; then
+            _show_log "$log"
+            fail "nbdkit did not serve ${sock:-$addr:$port} within 20 s"
+        fi
+        sleep 0.05
+    done
+    # shellcheck disable=SC2034
+    NBD_PID=$pid NBD_SOCK=$sock NBD_URI=$uri
+}
+
+# stop_nbdkit NAME [SIGNAL]: send SIGNAL (TERM) to that nbdkit (continued
+# first if stopped) and reap it.
+stop_nbdkit() {
+    local name=$1 sig=${2:-TERM} pid
+    pid=${_nbdkit_pid[$name]:-}
+    [[ -n $pid ]] || fail "stop_nbdkit: no nbdkit $name started by this test"
+    info "SIG$sig nbdkit $name (pid $pid)"
+    kill -"$sig" "$pid" 2>/dev/null || true
+    kill -CONT "$pid" 2>/dev/null || true
+    if ! _wait_pid_exit "$pid" 20; then
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+    unset '_nbdkit_pid[$name]'
+}
+
+_nbdkit_cleanup() {
+    local name=$1 pid
+    pid=${_nbdkit_pid[$name]:-}
+    [[ -n $pid ]] || return 0
+    # Our own child, not reaped yet: its pid cannot have been reused.
+    kill -TERM "$pid" 2>/dev/null || true
+    kill -CONT "$pid" 2>/dev/null || true
+    if ! _wait_pid_exit "$pid" 5; then
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+    unset '_nbdkit_pid[$name]'
+}
+
+# nbd_writes LOG V C: the chunks (C bytes) of the first V bytes that the
+# nbdkit log filter's LOG shows written (Write or Zero), one per line, then
+# a last line "bytes N": the bytes those requests carried.
+nbd_writes() {
+    awk -v v="$2" -v c="$3" '
+        function hex(s,   i, n) {
+            n = 0
+            for (i = 3; i <= length(s); i++)
+                n = n * 16 + index("0123456789abcdef", tolower(substr(s, i, 1))) - 1
+            return n
+        }
+        / (Write|Zero) id=[0-9]+ offset=/ {
+            off = 0; cnt = 0
+            for (i = 1; i <= NF; i++) {
+                if ($i ~ /^offset=0x/) off = hex(substr($i, 8))
+                if ($i ~ /^count=0x/) cnt = hex(substr($i, 7))
+            }
+            if (off >= v) next
+            bytes += cnt
+            for (k = int(off / c); k * c < off + cnt; k++) seen[k] = 1
+        }
+        END { for (k in seen) print k; print "bytes " bytes + 0 }' "$1"
+}

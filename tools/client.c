@@ -377,10 +377,10 @@ member_op (int argc, char **argv, const char *cmd)
                         "point comes first: mdfusectl %s %s %s",
                         argv[optind + 1], mnt, cmd, argv[optind + 1], mnt);
   /* The daemon's working directory is not ours: send an absolute path
-   * (a slot number goes as it is). */
+   * (a slot number and an NBD URI go as they are). */
   char abs[PATH_MAX];
   const char *arg = argv[optind + 1];
-  if (strspn (arg, "0123456789") != strlen (arg)) {
+  if (strspn (arg, "0123456789") != strlen (arg) && !io_is_uri (arg)) {
     if (!realpath (arg, abs)) {
       log_error ("%s: %s", arg, strerror (errno));
       return 1;

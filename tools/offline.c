@@ -244,7 +244,7 @@ print_time (const char *key, uint64_t t)
 static int
 examine_one (const char *path)
 {
-  struct io_file *f = io_posix_open (path, IO_OPEN_READONLY);
+  struct io_file *f = io_open (path, IO_OPEN_READONLY);
   if (!f)
     return 1;
   struct member_probe p;
