@@ -57,8 +57,8 @@ wire_request (const void *buf, size_t len)
   const struct fuse_init_in *arg = (const void *) (in + 1);
   uint64_t offered = 0;
   /* flags since 7.6, flags2 since 7.36 (only with FUSE_INIT_EXT). */
-  if (len >= sizeof *in + offsetof (struct fuse_init_in, max_readahead)
-      + sizeof arg->max_readahead + sizeof arg->flags) {
+  if (len >= sizeof *in + offsetof (struct fuse_init_in, flags)
+      + sizeof arg->flags) {
     offered = arg->flags;
     if ((arg->flags & FUSE_INIT_EXT)
         && len >= sizeof *in + offsetof (struct fuse_init_in, flags2)
