@@ -50,6 +50,7 @@
 #include "core/array.h"
 #include "common/log.h"
 #include "fuse/loop.h"
+#include "fuse/wire.h"
 
 #include <linux/fuse.h>         /* after fuse_lowlevel.h (mdfuse.h) */
 
@@ -458,6 +459,8 @@ dispatch (struct loop *lp, size_t n, struct request **held)
   if (in->opcode == FUSE_INTERRUPT && interrupts_ring_read (lp, in, n))
     return;
   b->len = n;
+  if (in->opcode == FUSE_INIT)
+    wire_request (b->mem, n);
   if (is_quick (in->opcode)) {
     process (lp, b);
     return;

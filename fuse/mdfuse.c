@@ -21,6 +21,7 @@
 #include "common/util.h"
 #include "fuse/loop.h"
 #include "fuse/mdfuse.h"
+#include "fuse/wire.h"
 
 #define OPT(t, p) { t, offsetof (struct mdfuse_config, p), 1 }
 static const struct fuse_opt mdfuse_opts[] = {
@@ -30,6 +31,8 @@ static const struct fuse_opt mdfuse_opts[] = {
   OPT ("force", force),
   OPT ("bitmap_same_device", bitmap_same_device),
   OPT ("nouring", nouring),
+  { "parallel_writes", offsetof (struct mdfuse_config, parallel_writes), 1 },
+  { "noparallel_writes", offsetof (struct mdfuse_config, parallel_writes), 0 },
   OPT ("resync_first", resync_first),
   { "resync_min=%s", offsetof (struct mdfuse_config, resync_min), 0 },
   { "resync_max=%s", offsetof (struct mdfuse_config, resync_max), 0 },
@@ -101,7 +104,10 @@ usage (const char *prog)
           "read in a FUSE thread\n"
           "    -o member_timeout=S    an NBD member that takes longer than S "
           "seconds\n"
-          "                           to answer is faulty (default %d)\n\n",
+          "                           to answer is faulty (default %d)\n"
+          "    -o parallel_writes     direct writes through one open file "
+          "of the volume side\n"
+          "                           by side (Linux 6.2 and later)\n\n",
           prog, IO_NBD_DEFAULT_TIMEOUT);
 }
 
@@ -229,6 +235,8 @@ main (int argc, char **argv)
     log_error ("%s: cannot mount", opts.mountpoint);
     goto out_array;
   }
+  /* The flags libfuse cannot send (wire.c), before the first request. */
+  mf.parallel_writes = wire_install (se) == 0 && conf.parallel_writes;
   fuse_daemonize (opts.foreground);
   if (!opts.foreground)
     log_use_syslog (true);

@@ -26,6 +26,7 @@ struct mdfuse_config {
   int force;
   int bitmap_same_device;
   int nouring;
+  int parallel_writes;          /* FOPEN_PARALLEL_DIRECT_WRITES (wire.c) */
   char *resync_min, *resync_max;        /* sizes per second */
   int resync_first;             /* copy before serving, as md does not */
   char *member_timeout;         /* seconds an NBD member's request may take */
@@ -56,6 +57,10 @@ struct mdfuse {
   uint64_t syncs_started;       /* the running one's number, when running */
   uint64_t syncs_done;          /* completions, to wait for the next one */
   int sync_done_err;            /* the result of the last one */
+  /* Direct writes to `volume` through one open file may run side by
+   * side (-o parallel_writes, wire.c; off by default, docs/performance.md
+   * says why). */
+  bool parallel_writes;
   /* Opens of `volume`: a stop is refused while it is in use. */
   int open_count;
   /* The answer to the last administrative command, for mdfusectl. */

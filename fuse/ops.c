@@ -17,6 +17,7 @@
 #include "core/array.h"
 #include "common/log.h"
 #include "fuse/mdfuse.h"
+#include "fuse/wire.h"
 
 
 static void
@@ -114,12 +115,17 @@ op_open (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     return;
   }
   /* No page cache in the kernel for the volume: every write reaches us
-   * (and the members) in order, and fsync has nothing hidden above us. */
+   * (and the members) before it returns, and fsync has nothing hidden
+   * above us.  A shared mapping (wire.c) is the exception: its pages are
+   * written back as ordinary writes, and msync or fsync waits for them. */
   fi->direct_io = 1;
   fi->keep_cache = 0;
   struct mdfuse *mf = fuse_req_userdata (req);
+  /* Writes through this file side by side: the range lock alone orders
+   * the overlapping ones (SPEC §4 step 3). */
+  uint32_t extra = mf->parallel_writes ? FOPEN_PARALLEL_DIRECT_WRITES : 0;
   __atomic_add_fetch (&mf->open_count, 1, __ATOMIC_ACQ_REL);
-  if (fuse_reply_open (req, fi) != 0)
+  if (wire_reply_open (req, fi, extra) != 0)
     __atomic_sub_fetch (&mf->open_count, 1, __ATOMIC_ACQ_REL);
 }
 

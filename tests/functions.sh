@@ -145,6 +145,20 @@ requires() {
     fi
 }
 
+# require_kernel MAJOR MINOR WHAT: the running kernel is MAJOR.MINOR or
+# later (WHAT: the feature that needs it, for the message).
+require_kernel() {
+    local rel major minor
+    rel=$(uname -r)
+    major=${rel%%.*}
+    minor=${rel#*.}
+    minor=${minor%%[!0-9]*}
+    if [[ ! $major =~ ^[0-9]+$ || ! $minor =~ ^[0-9]+$ ]] ||
+        ((major < $1 || (major == $1 && minor < $2))); then
+        _skip_or_fail "$3 needs Linux $1.$2 or later (this is $rel)"
+    fi
+}
+
 require_root() {
     [[ $(id -u) -eq 0 ]] || _skip_or_fail "this test must run as root"
 }
@@ -363,6 +377,11 @@ start_mdfuse() {
     mnt=$(realpath "$mnt")
     _mdfuse_seq=$((_mdfuse_seq + 1))
     log=${tmpdir:-/tmp}/mdfuse.$_mdfuse_seq.log
+    # MDFUSE_TEST_OPTS: more -o options for every daemon a test starts
+    # (to run the suite with a mount option on, e.g. parallel_writes).
+    if [[ -n ${MDFUSE_TEST_OPTS:-} ]]; then
+        set -- -o "$MDFUSE_TEST_OPTS" "$@"
+    fi
     info "starting: mdfuse -f $*"
     "$MDFUSE" -f "$@" </dev/null >"$log" 2>&1 &
     pid=$!
