@@ -105,9 +105,10 @@ usage (const char *prog)
           "    -o member_timeout=S    an NBD member that takes longer than S "
           "seconds\n"
           "                           to answer is faulty (default %d)\n"
-          "    -o parallel_writes     direct writes through one open file "
-          "of the volume side\n"
-          "                           by side (Linux 6.2 and later)\n\n",
+          "    -o noparallel_writes   direct writes through one open file "
+          "of the volume one at a\n"
+          "                           time (by default side by side, Linux "
+          "6.2 and later)\n\n",
           prog, IO_NBD_DEFAULT_TIMEOUT);
 }
 
@@ -116,7 +117,7 @@ main (int argc, char **argv)
 {
   log_set_program ("mdfuse");
   struct fuse_args args = FUSE_ARGS_INIT (argc, argv);
-  struct mdfuse_config conf = { 0 };
+  struct mdfuse_config conf = { .parallel_writes = 1 };
   struct fuse_cmdline_opts opts = { 0 };
   int rc = 1;
   struct fuse_session *se = NULL;

@@ -58,8 +58,7 @@ struct mdfuse {
   uint64_t syncs_done;          /* completions, to wait for the next one */
   int sync_done_err;            /* the result of the last one */
   /* Direct writes to `volume` through one open file may run side by
-   * side (-o parallel_writes, wire.c; off by default, docs/performance.md
-   * says why). */
+   * side (on unless -o noparallel_writes; wire.c, docs/performance.md). */
   bool parallel_writes;
   /* Opens of `volume`: a stop is refused while it is in use. */
   int open_count;
