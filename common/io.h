@@ -84,6 +84,8 @@ int io_punch_hole (struct io_file *f, uint64_t off, uint64_t len);
 /* A new connection under F (see io_ops.reconnect); 0 for a file that
  * has none. */
 int io_reconnect (struct io_file *f);
+/* Whether F is on a connection that io_reconnect can make again. */
+bool io_can_reconnect (const struct io_file *f);
 
 /* Copy [OFF, OFF+LEN) of SRC to the same place in DST: by the backend's
  * copy_range when both files have it (for POSIX files, copy_file_range in

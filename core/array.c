@@ -135,6 +135,9 @@ array_assemble (struct io_file **members, size_t n, struct io_file *bitmap_io,
   /* Build the array from the plan. */
   pthread_mutex_init (&a->sb_lock, NULL);
   pthread_mutex_init (&a->notices.lock, NULL);
+  pthread_mutex_init (&a->auto_readd.lock, NULL);
+  pthread_cond_init (&a->auto_readd.cond, NULL);
+  a->auto_readd.enabled = opts->auto_readd;
   random_bytes (&a->notices.instance, sizeof a->notices.instance);
   a->notices.instance &= (1ull << 53) - 1;     /* exact in any JSON reader */
   pthread_mutex_init (&a->clearer.lock, NULL);
@@ -329,6 +332,9 @@ array_start_daemon (struct array *a)
       log_warn ("cannot start member threads (%s): members are written one "
                 "after the other", strerror (errno));
   }
+  int r = array_auto_readd_start (a);
+  if (r < 0)
+    return r;
   if (!a->bitmap.bm)
     return 0;
   int e = pthread_create (&a->clearer.thread, NULL, daemon_main, a);
@@ -347,6 +353,7 @@ array_close (struct array *a, bool clean)
 {
   if (!a)
     return 0;
+  array_auto_readd_stop (a);
   if (a->clearer.running) {
     pthread_mutex_lock (&a->clearer.lock);
     a->clearer.stop = true;
@@ -418,6 +425,8 @@ array_close (struct array *a, bool clean)
   rangelock_destroy (&a->rl);
   pthread_mutex_destroy (&a->sb_lock);
   pthread_mutex_destroy (&a->notices.lock);
+  pthread_mutex_destroy (&a->auto_readd.lock);
+  pthread_cond_destroy (&a->auto_readd.cond);
   pthread_mutex_destroy (&a->clearer.lock);
   pthread_cond_destroy (&a->clearer.cond);
   pthread_cond_destroy (&a->bg_cond);

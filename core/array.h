@@ -18,6 +18,8 @@ struct array_options {
   bool nobitmap;                /* run without the write-intent bitmap */
   bool degraded;                /* start without missing members */
   bool force;                   /* accept a bitmap newer than the members */
+  bool auto_readd;              /* re-add a failed network member when its
+                                 * server answers again */
 };
 
 struct array_resync_stats {

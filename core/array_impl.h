@@ -46,6 +46,8 @@ struct array_member {
    * completed events bump wrote them (atomic loads).  A write or sync
    * that left the slot out replies only once this holds (SPEC §8). */
   bool out_on_disk;
+  /* Failed by mdfusectl fail: -o auto_readd leaves it alone (sb_lock). */
+  bool failed_by_admin;
 };
 
 /* What the array does with its bitmap: one state, changed under sb_lock,
@@ -168,6 +170,14 @@ struct array {
   struct array_resync_stats last_resync;
   struct progress *resync_progress;
   uint64_t user_io;             /* user reads and writes so far (atomic) */
+
+  /* -o auto_readd (recovery.c). */
+  struct {
+    bool enabled, running, stop;
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+  } auto_readd;
 
   /* What an operator is told about (notice.c). */
   struct {
@@ -316,6 +326,11 @@ int array_copy_range (struct array *a, uint32_t source, const bool *targets,
                       enum member_io what, bool *written);
 /* The bitmap file failed: bump events durably so it is stale (SPEC §6).
  * 0, or a negative errno when no superblock could be written. */
+/* -o auto_readd's thread (recovery.c): started by array_start_daemon,
+ * stopped first thing by array_close. */
+int array_auto_readd_start (struct array *a);
+void array_auto_readd_stop (struct array *a);
+
 /* Record a notice (notice.c); SUBJECT may be NULL.  Any lock may be
  * held. */
 void array_notice (struct array *a, enum array_notice_kind kind,

@@ -45,6 +45,7 @@ array_fail_member (struct array *a, uint32_t slot, char *msg, size_t msglen)
   }
   else {
     set_state (a, slot, MEMBER_FAULTY);
+    a->m[slot].failed_by_admin = true;
     if (a->bitmap.bm)
       bitmap_allow_clearing (a->bitmap.bm, false);
     /* Durable before we answer: the survivors say it is faulty. */
@@ -298,6 +299,7 @@ array_readd_member (struct array *a, struct io_file *io, uint32_t same_slot,
   a->recovery.total = bits ? bitmap_dirty_count (a->bitmap.bm)
     : (a->volume_bytes + chunk - 1) / chunk - from * 512 / chunk;
   a->recovery.start = now_seconds ();
+  a->m[slot].failed_by_admin = false;
   set_state (a, slot, MEMBER_RECOVERING);
   if (a->bitmap.bm)
     bitmap_allow_clearing (a->bitmap.bm, false);
@@ -348,4 +350,100 @@ array_slot_of_name (struct array *a, const char *name)
     if (a->m[s].io && strcmp (a->m[s].io->name, shown) == 0)
       return (int) s;
   return -1;
+}
+
+/* ---- -o auto_readd ----
+ *
+ * A member on a connection (an NBD server) that failed is re-added when
+ * its server answers again: every faulty slot whose file can reconnect is
+ * tried, first after 1 s, then after twice as long each time up to 60 s.
+ * A re-add refused because a resync, recovery or check runs is tried
+ * again later; a member failed by mdfusectl fail is left alone until an
+ * operator re-adds it. */
+
+enum { AUTO_READD_MAX_WAIT = 60 };
+
+static void *
+auto_readd_main (void *arg)
+{
+  struct array *a = arg;
+  double next[ASSEMBLE_MAX_SLOTS] = { 0 };
+  unsigned wait[ASSEMBLE_MAX_SLOTS] = { 0 };
+  pthread_mutex_lock (&a->auto_readd.lock);
+  while (!a->auto_readd.stop) {
+    struct timespec ts;
+    clock_gettime (CLOCK_REALTIME, &ts);
+    ts.tv_sec += 1;
+    int w = 0;
+    while (!a->auto_readd.stop && w != ETIMEDOUT)
+      w = pthread_cond_timedwait (&a->auto_readd.cond, &a->auto_readd.lock,
+                                  &ts);
+    if (a->auto_readd.stop)
+      break;
+    pthread_mutex_unlock (&a->auto_readd.lock);
+    double now = now_seconds ();
+    for (uint32_t s = 0; s < a->nslots; s++) {
+      pthread_mutex_lock (&a->sb_lock);
+      bool try = state_of (a, s) == MEMBER_FAULTY && a->m[s].io
+        && io_can_reconnect (a->m[s].io) && !a->m[s].failed_by_admin;
+      pthread_mutex_unlock (&a->sb_lock);
+      if (!try) {
+        wait[s] = 0;
+        next[s] = 0;
+        continue;
+      }
+      if (now < next[s])
+        continue;
+      if (!wait[s]) {
+        /* Just failed: its first try a second from now. */
+        wait[s] = 1;
+        next[s] = now + 1;
+        continue;
+      }
+      char msg[512];
+      int r = array_readd_member (a, NULL, s, msg, sizeof msg);
+      if (r == 0) {
+        log_info ("auto re-add: %s", msg);
+        wait[s] = 0;
+        continue;
+      }
+      if (r != -EBUSY)
+        log_info ("auto re-add of slot %" PRIu32 " failed (%s); next try in "
+                  "%u s", s, msg, wait[s] * 2 > AUTO_READD_MAX_WAIT
+                  ? AUTO_READD_MAX_WAIT : wait[s] * 2);
+      wait[s] = wait[s] * 2 > AUTO_READD_MAX_WAIT ? AUTO_READD_MAX_WAIT
+        : wait[s] * 2;
+      next[s] = now_seconds () + wait[s];
+    }
+    pthread_mutex_lock (&a->auto_readd.lock);
+  }
+  pthread_mutex_unlock (&a->auto_readd.lock);
+  return NULL;
+}
+
+int
+array_auto_readd_start (struct array *a)
+{
+  if (!a->auto_readd.enabled || a->auto_readd.running)
+    return 0;
+  int e = pthread_create (&a->auto_readd.thread, NULL, auto_readd_main, a);
+  if (e) {
+    log_error ("cannot start the auto re-add thread: %s", strerror (e));
+    return -e;
+  }
+  a->auto_readd.running = true;
+  return 0;
+}
+
+void
+array_auto_readd_stop (struct array *a)
+{
+  if (!a->auto_readd.running)
+    return;
+  pthread_mutex_lock (&a->auto_readd.lock);
+  a->auto_readd.stop = true;
+  pthread_cond_broadcast (&a->auto_readd.cond);
+  pthread_mutex_unlock (&a->auto_readd.lock);
+  pthread_join (a->auto_readd.thread, NULL);
+  a->auto_readd.running = false;
 }

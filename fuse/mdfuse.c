@@ -29,6 +29,7 @@ static const struct fuse_opt mdfuse_opts[] = {
   OPT ("nobitmap", nobitmap),
   OPT ("degraded", degraded),
   OPT ("force", force),
+  OPT ("auto_readd", auto_readd),
   OPT ("bitmap_same_device", bitmap_same_device),
   OPT ("nouring", nouring),
   { "parallel_writes", offsetof (struct mdfuse_config, parallel_writes), 1 },
@@ -105,6 +106,8 @@ usage (const char *prog)
           "    -o member_timeout=S    an NBD member that takes longer than S "
           "seconds\n"
           "                           to answer is faulty (default %d)\n"
+          "    -o auto_readd          re-add a failed NBD member when its "
+          "server is back\n"
           "    -o noparallel_writes   direct writes through one open file "
           "of the volume one at a\n"
           "                           time (by default side by side, Linux "

@@ -24,6 +24,7 @@ struct mdfuse_config {
   int nobitmap;
   int degraded;
   int force;
+  int auto_readd;               /* re-add a failed NBD member when it is back */
   int bitmap_same_device;
   int nouring;
   int parallel_writes;          /* FOPEN_PARALLEL_DIRECT_WRITES (wire.c) */

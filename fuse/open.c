@@ -199,6 +199,7 @@ mdfuse_open_array (struct mdfuse_config *conf, const char *mountpoint)
     .nobitmap = conf->nobitmap,
     .degraded = conf->degraded,
     .force = conf->force,
+    .auto_readd = conf->auto_readd,
   };
   return array_assemble (members, (size_t) n, bitmap, &ao);
 
