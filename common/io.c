@@ -109,6 +109,12 @@ io_punch_hole (struct io_file *f, uint64_t off, uint64_t len)
   return f->ops->punch_hole ? f->ops->punch_hole (f, off, len) : -EOPNOTSUPP;
 }
 
+uint64_t
+io_rtt_ns (struct io_file *f)
+{
+  return f->ops->rtt_ns ? f->ops->rtt_ns (f) : 0;
+}
+
 bool
 io_can_reconnect (const struct io_file *f)
 {

@@ -53,6 +53,9 @@ struct io_ops {
    * any, and make a new one (for a member being re-added after a fault:
    * the old connection may be dead without knowing it).  0 when up. */
   int (*reconnect) (struct io_file *f);
+  /* For a member on a connection: the round-trip time of its recent
+   * small requests, in ns (0: none measured yet). */
+  uint64_t (*rtt_ns) (struct io_file *f);
 };
 
 struct io_file {
@@ -84,6 +87,9 @@ int io_punch_hole (struct io_file *f, uint64_t off, uint64_t len);
 /* A new connection under F (see io_ops.reconnect); 0 for a file that
  * has none. */
 int io_reconnect (struct io_file *f);
+/* The round-trip time of F's recent small requests in ns; 0 when F is not
+ * on a connection or none was measured. */
+uint64_t io_rtt_ns (struct io_file *f);
 /* Whether F is on a connection that io_reconnect can make again. */
 bool io_can_reconnect (const struct io_file *f);
 

@@ -113,6 +113,9 @@ io_nbd_display_name (const char *uri, char *buf, size_t len)
 
 /* ---- the connection ---- */
 
+/* Requests up to this size count for the round-trip time. */
+#define RTT_MAX_LEN (64u << 10)
+
 struct nbd_priv {
   pthread_mutex_t lock;         /* one request at a time */
   struct nbd_handle *nbd;       /* NULL: no connection (lost, or closed) */
@@ -121,6 +124,7 @@ struct nbd_priv {
   int64_t size;
   bool can_flush, can_fua, can_zero;
   char why[256];                /* why the last connection failed */
+  uint64_t rtt_ns;              /* moving average of small requests (atomic) */
 };
 
 struct nbd_req {
@@ -380,6 +384,7 @@ request (struct io_file *f, enum nbd_op op, void *buf, size_t len,
     pthread_mutex_unlock (&p->lock);
     return -ENOTCONN;
   }
+  double start = now_mono ();
   struct nbd_req req = { 0 };
   nbd_completion_callback cb = { .callback = req_complete, .user_data = &req };
   int64_t cookie = -1;
@@ -427,9 +432,24 @@ request (struct io_file *f, enum nbd_op op, void *buf, size_t len,
     }
     else if (req.err)
       r = -req.err;             /* the server's answer; the connection stays */
+    if (r == 0 && len <= RTT_MAX_LEN) {
+      /* The round trip: small requests, whose transfer takes no time;
+       * each counts for an eighth. */
+      uint64_t ns = (uint64_t) ((now_mono () - start) * 1e9);
+      uint64_t old = __atomic_load_n (&p->rtt_ns, __ATOMIC_RELAXED);
+      __atomic_store_n (&p->rtt_ns, old ? old - old / 8 + ns / 8 : ns,
+                        __ATOMIC_RELAXED);
+    }
   }
   pthread_mutex_unlock (&p->lock);
   return r;
+}
+
+static uint64_t
+nbd_rtt_ns_op (struct io_file *f)
+{
+  struct nbd_priv *p = f->priv;
+  return __atomic_load_n (&p->rtt_ns, __ATOMIC_RELAXED);
 }
 
 static ssize_t
@@ -542,6 +562,7 @@ static const struct io_ops nbd_ops = {
   .close = nbd_close_op,
   .punch_hole = nbd_punch_hole_op,
   .reconnect = nbd_reconnect_op,
+  .rtt_ns = nbd_rtt_ns_op,
   /* No identity: an export is no file on a local filesystem, so it never
    * shares one with the bitmap, and two URIs are compared as names. */
 };

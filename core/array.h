@@ -134,6 +134,8 @@ struct array_member_status {
   enum member_state state;
   char path[ARRAY_STATUS_PATH]; /* "(missing)" when the slot has no file */
   uint64_t read_errors, write_errors;
+  bool networked;               /* on a connection (an NBD member) */
+  uint64_t rtt_ns;              /* its round-trip time, 0 if not known */
 };
 
 /* What an operator is told about (mdadm --monitor's events), newest last;

@@ -43,6 +43,10 @@ array_get_status (struct array *a, struct array_status *st)
               a->m[k].io ? a->m[k].io->name : "(missing)");
     m->read_errors = __atomic_load_n (&a->m[k].read_errors, __ATOMIC_RELAXED);
     m->write_errors = a->m[k].write_errors;
+    if (a->m[k].io && io_can_reconnect (a->m[k].io)) {
+      m->networked = true;
+      m->rtt_ns = io_rtt_ns (a->m[k].io);
+    }
     if (m->state == MEMBER_ACTIVE)
       st->active++;
   }

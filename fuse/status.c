@@ -70,9 +70,13 @@ status_render_text (const struct array_status *st, char *buf, size_t len)
   out (&o, "]\n");
   for (uint32_t k = 0; k < st->raid_disks; k++) {
     const struct array_member_status *m = &st->members[k];
+    char rtt[48] = "";
+    if (m->networked && m->rtt_ns)
+      snprintf (rtt, sizeof rtt, ", round trip %.2f ms",
+                (double) m->rtt_ns / 1e6);
     out (&o, "      %" PRIu32 ": %-10s %s  (read errors %" PRIu64
-         ", write errors %" PRIu64 ")\n", k, member_state_name (m->state),
-         m->path, m->read_errors, m->write_errors);
+         ", write errors %" PRIu64 "%s)\n", k, member_state_name (m->state),
+         m->path, m->read_errors, m->write_errors, rtt);
   }
   if (!st->bitmap.present)
     out (&o, "bitmap : none (-o nobitmap)\n");
@@ -175,6 +179,8 @@ json_status (const struct array_status *st)
     add (j, "state", json_object_new_string (member_state_name (m->state)));
     add (j, "read_errors", u64 (m->read_errors));
     add (j, "write_errors", u64 (m->write_errors));
+    add (j, "rtt_ms", m->networked && m->rtt_ns
+         ? fixed ((double) m->rtt_ns / 1e6, 3) : NULL);
     json_object_array_add (members, j);
   }
   add (o, "members", members);
