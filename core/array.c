@@ -169,7 +169,15 @@ array_assemble (struct io_file **members, size_t n, struct io_file *bitmap_io,
     m->recovery = plan.recovery[s];
     m->recover_from = plan.recover_from[s];
     m->state = plan.slot[s];
+    m->write_mostly = (m->sb.devflags & SB_DEVFLAG_WRITE_MOSTLY) != 0;
   }
+  /* The source of the resync and of reads of chunks it has not copied:
+   * the first current member that is not write-mostly.  Under
+   * write-behind a write-mostly member may lack acknowledged writes, and
+   * a resync from it would copy its old data over them (SPEC §8). */
+  a->reference = first_reader (a, 0);
+  if (a->reference >= a->nslots)
+    a->reference = a->tmpl.dev_number;
   if (active_count (a) < a->nslots) {
     char which[256] = "";
     size_t used = 0;

@@ -128,6 +128,7 @@ const char *array_state_name (enum array_state st);
 struct array_member_status {
   enum member_state state;
   char path[ARRAY_STATUS_PATH]; /* "(missing)" when the slot has no file */
+  bool write_mostly;            /* read only when no other member can */
   uint64_t read_errors, write_errors;
 };
 

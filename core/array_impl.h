@@ -32,6 +32,9 @@ struct array_member {
   enum recovery_mode recovery;  /* MEMBER_RECOVERING: how */
   uint64_t recover_from;        /* RECOVER_FULL: copied below (sectors) */
   bool just_recovered;          /* its superblock is written after the others' */
+  /* Its superblock's WriteMostly1 flag: read only when no other current
+   * member can serve (SPEC §8); set at assembly and re-add (atomic). */
+  bool write_mostly;
   uint64_t read_errors, write_errors;
   /* Where the last read from this member ended: a read that starts there
    * goes to this member again, so its readahead keeps working. */
@@ -225,6 +228,37 @@ active_count (struct array *a)
     if (state_of (a, s) == MEMBER_ACTIVE)
       n++;
   return n;
+}
+
+static inline bool
+write_mostly_of (struct array *a, uint32_t s)
+{
+  return __atomic_load_n (&a->m[s].write_mostly, __ATOMIC_ACQUIRE);
+}
+
+/* Active and not write-mostly: a member reads prefer. */
+static inline bool
+preferred_reader (struct array *a, uint32_t s)
+{
+  return state_of (a, s) == MEMBER_ACTIVE && !write_mostly_of (a, s);
+}
+
+/* The first active member from FIRST on (in turn) that is not
+ * write-mostly, else the first active one at all, else nslots. */
+static inline uint32_t
+first_reader (struct array *a, uint32_t first)
+{
+  uint32_t any = a->nslots;
+  for (uint32_t k = 0; k < a->nslots; k++) {
+    uint32_t s = (first + k) % a->nslots;
+    if (state_of (a, s) != MEMBER_ACTIVE)
+      continue;
+    if (!write_mostly_of (a, s))
+      return s;
+    if (any == a->nslots)
+      any = s;
+  }
+  return any;
 }
 
 static inline bool

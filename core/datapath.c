@@ -18,24 +18,26 @@
 #include "common/fanout.h"
 #include "common/rangelock.h"
 
-/* Read [OFF, OFF+LEN) from an active member, trying each in turn.  A
- * member that fails a read is marked faulty (unless it is the last one)
- * and the read goes to another (SPEC §6). */
+/* Read [OFF, OFF+LEN) from an active member, trying each in turn, the
+ * members that are not write-mostly first.  A member that fails a read is
+ * marked faulty (unless it is the last one) and the read goes to another
+ * (SPEC §6). */
 int
 array_read_any (struct array *a, void *buf, size_t len, uint64_t off,
           uint32_t first)
 {
   int r = -EIO;
-  for (uint32_t k = 0; k < a->nslots; k++) {
-    uint32_t s = (first + k) % a->nslots;
-    if (state_of (a, s) != MEMBER_ACTIVE)
-      continue;
-    r = io_pread_full (a->m[s].io, buf, len, off);
-    if (r == 0)
-      return 0;
-    if (array_member_failed (a, s, r, MEMBER_IO_READ, off, len) < 0)
-      return r;                 /* the last member: the error is the user's */
-  }
+  for (int pass = 0; pass < 2; pass++)
+    for (uint32_t k = 0; k < a->nslots; k++) {
+      uint32_t s = (first + k) % a->nslots;
+      if (state_of (a, s) != MEMBER_ACTIVE || write_mostly_of (a, s) != pass)
+        continue;
+      r = io_pread_full (a->m[s].io, buf, len, off);
+      if (r == 0)
+        return 0;
+      if (array_member_failed (a, s, r, MEMBER_IO_READ, off, len) < 0)
+        return r;               /* the last member: the error is the user's */
+    }
   return r;
 }
 
@@ -80,7 +82,8 @@ array_range_needs_resync (struct array *a, uint64_t off, uint64_t len)
  * read that continues the last read of an active member stays on that
  * member: one sequential stream reads one file, whose readahead then runs
  * ahead of it (alternating would show each member a stride and defeat
- * it).  Other reads take turns. */
+ * it).  Other reads take turns.  A write-mostly member is read only when
+ * no other active member is left (SPEC §8). */
 static uint32_t
 read_balance (struct array *a, uint64_t off, size_t len)
 {
@@ -90,12 +93,17 @@ read_balance (struct array *a, uint64_t off, size_t len)
   uint32_t s = a->nslots;
   for (uint32_t i = 0; i < a->nslots; i++)
     if (__atomic_load_n (&a->m[i].read_next, __ATOMIC_RELAXED) == off
-        && state_of (a, i) == MEMBER_ACTIVE) {
+        && preferred_reader (a, i)) {
       s = i;
       break;
     }
-  if (s == a->nslots)
-    s = __atomic_fetch_add (&a->read_rr, 1, __ATOMIC_RELAXED) % a->nslots;
+  if (s == a->nslots) {
+    uint32_t turn = __atomic_fetch_add (&a->read_rr, 1, __ATOMIC_RELAXED)
+      % a->nslots;
+    s = first_reader (a, turn);
+    if (s == a->nslots)
+      s = turn;                 /* no active member: the read fails */
+  }
   __atomic_store_n (&a->m[s].read_next, off + len, __ATOMIC_RELAXED);
   return s;
 }
@@ -129,13 +137,10 @@ array_read_fd (struct array *a, uint64_t off, size_t *len)
 {
   if (!clamp_read (a, off, len))
     return -1;
-  uint32_t first = read_balance (a, off, *len);
-  for (uint32_t k = 0; k < a->nslots; k++) {
-    uint32_t s = (first + k) % a->nslots;
-    if (state_of (a, s) == MEMBER_ACTIVE)
-      return io_posix_fd (a->m[s].io);
-  }
-  return -1;
+  uint32_t s = first_reader (a, read_balance (a, off, *len));
+  if (s == a->nslots)
+    return -1;
+  return io_posix_fd (a->m[s].io);
 }
 
 /* One write or sync on several members at once (fanout_run). */

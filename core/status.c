@@ -41,6 +41,7 @@ array_get_status (struct array *a, struct array_status *st)
     m->state = (enum member_state) state_of (a, k);
     snprintf (m->path, sizeof m->path, "%s",
               a->m[k].io ? a->m[k].io->name : "(missing)");
+    m->write_mostly = a->m[k].io && write_mostly_of (a, k);
     m->read_errors = __atomic_load_n (&a->m[k].read_errors, __ATOMIC_RELAXED);
     m->write_errors = a->m[k].write_errors;
     if (m->state == MEMBER_ACTIVE)

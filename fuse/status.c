@@ -70,9 +70,10 @@ status_render_text (const struct array_status *st, char *buf, size_t len)
   out (&o, "]\n");
   for (uint32_t k = 0; k < st->raid_disks; k++) {
     const struct array_member_status *m = &st->members[k];
-    out (&o, "      %" PRIu32 ": %-10s %s  (read errors %" PRIu64
+    out (&o, "      %" PRIu32 ": %-10s %s%s  (read errors %" PRIu64
          ", write errors %" PRIu64 ")\n", k, member_state_name (m->state),
-         m->path, m->read_errors, m->write_errors);
+         m->path, m->write_mostly ? " (write-mostly)" : "", m->read_errors,
+         m->write_errors);
   }
   if (!st->bitmap.present)
     out (&o, "bitmap : none (-o nobitmap)\n");
@@ -173,6 +174,7 @@ json_status (const struct array_status *st)
     add (j, "slot", u64 (k));
     add (j, "path", json_object_new_string (m->path));
     add (j, "state", json_object_new_string (member_state_name (m->state)));
+    add (j, "write_mostly", json_object_new_boolean (m->write_mostly));
     add (j, "read_errors", u64 (m->read_errors));
     add (j, "write_errors", u64 (m->write_errors));
     json_object_array_add (members, j);
