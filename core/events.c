@@ -226,6 +226,7 @@ static const char *const member_io_name[] = {
   [MEMBER_IO_RECOVERY_WRITE] = "recovery write",
   [MEMBER_IO_CHECK_READ] = "check read",
   [MEMBER_IO_REPAIR_WRITE] = "repair write",
+  [MEMBER_IO_BEHIND_WRITE] = "write-behind write",
 };
 
 static bool

@@ -50,6 +50,11 @@ array_get_status (struct array *a, struct array_status *st)
   st->state = st->active == a->nslots ? ARRAY_ACTIVE
     : st->active ? ARRAY_DEGRADED : ARRAY_FAILED;
 
+  st->write_behind.max = a->behind.max;
+  pthread_mutex_lock (&a->behind.lock);
+  st->write_behind.outstanding = a->behind.outstanding;
+  st->write_behind.done = a->behind.done;
+  pthread_mutex_unlock (&a->behind.lock);
   if (a->bitmap.bm) {
     st->bitmap.present = true;
     st->bitmap.in_use = bitmap_guards_writes (a);

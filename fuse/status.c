@@ -85,6 +85,10 @@ status_render_text (const struct array_status *st, char *buf, size_t len)
          st->bitmap.in_use ? "" : " (abandoned after an error: the next "
          "mount resyncs everything)");
   }
+  if (st->write_behind.max)
+    out (&o, "write-behind : at most %" PRIu32 ", %" PRIu32 " behind now, %"
+         PRIu64 " done\n", st->write_behind.max,
+         st->write_behind.outstanding, st->write_behind.done);
   if (st->recovery.running) {
     out (&o, "recovery : %s (%s)\n", st->members[st->recovery.slot].path,
          st->recovery.mode == RECOVER_FULL ? "full" : "bitmap");
@@ -191,6 +195,12 @@ json_status (const struct array_status *st)
     add (bitmap, "in_use", json_object_new_boolean (st->bitmap.in_use));
   }
   add (o, "bitmap", bitmap);
+
+  struct json_object *behind = json_object_new_object ();
+  add (behind, "max", u64 (st->write_behind.max));
+  add (behind, "outstanding", u64 (st->write_behind.outstanding));
+  add (behind, "done", u64 (st->write_behind.done));
+  add (o, "write_behind", behind);
 
   struct json_object *recovery = NULL;
   if (st->recovery.running) {
