@@ -26,6 +26,7 @@ bitmap_header_encode (const struct bitmap_header *h,
   s.state = htole32 (h->state);
   s.chunksize = htole32 (h->chunksize);
   s.daemon_sleep = htole32 (h->daemon_sleep);
+  s.write_behind = htole32 (h->write_behind);
   memcpy (out, &s, sizeof s);
   uint64_t x = XXH64 (out, XXH_COVERED, 0);
   x = htole64 (x);
@@ -58,6 +59,7 @@ bitmap_header_decode (const uint8_t *in, struct bitmap_header *h,
   h->state = le32toh (s.state);
   h->chunksize = le32toh (s.chunksize);
   h->daemon_sleep = le32toh (s.daemon_sleep);
+  h->write_behind = le32toh (s.write_behind);
 
   uint64_t want = XXH64 (in, XXH_COVERED, 0);
   uint64_t have = le64toh (s.xxh64);
@@ -78,6 +80,11 @@ bitmap_header_decode (const uint8_t *in, struct bitmap_header *h,
   if (h->daemon_sleep == 0 || h->daemon_sleep > 3600) {
     snprintf (why, whylen, "daemon_sleep %" PRIu32 " s is out of range",
               h->daemon_sleep);
+    return BITMAP_HEADER_INVALID;
+  }
+  if (h->write_behind > BITMAP_MAX_WRITE_BEHIND) {
+    snprintf (why, whylen, "write_behind %" PRIu32 " is out of range "
+              "(0..%d)", h->write_behind, BITMAP_MAX_WRITE_BEHIND);
     return BITMAP_HEADER_INVALID;
   }
   return BITMAP_HEADER_OK;

@@ -20,6 +20,8 @@
 #define BITMAP_DEFAULT_CHUNK (4ULL << 20)
 #define BITMAP_MAX_BITS (1ULL << 21)
 #define BITMAP_DEFAULT_DAEMON_SLEEP 5
+#define BITMAP_MAX_WRITE_BEHIND 16383   /* md's COUNTER_MAX / 2 */
+#define BITMAP_DEFAULT_WRITE_BEHIND 256 /* mdadm's default */
 
 /* The on-disk header, little-endian.  Not in the UAPI headers. */
 typedef struct bitmap_super_s {
@@ -52,6 +54,9 @@ struct bitmap_header {
   uint32_t state;
   uint32_t chunksize;
   uint32_t daemon_sleep;
+  /* Writes the write-mostly members may get behind the others (md's
+   * write-behind, SPEC §8); 0: every write is synchronous. */
+  uint32_t write_behind;
 };
 
 enum bitmap_header_status {

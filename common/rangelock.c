@@ -52,3 +52,17 @@ rangelock_release (struct rangelock *rl, struct rangelock_entry *e)
   pthread_cond_broadcast (&rl->cond);
   pthread_mutex_unlock (&rl->lock);
 }
+
+void
+rangelock_move (struct rangelock *rl, struct rangelock_entry *from,
+                struct rangelock_entry *to)
+{
+  pthread_mutex_lock (&rl->lock);
+  *to = *from;
+  for (struct rangelock_entry **p = &rl->held; *p; p = &(*p)->next)
+    if (*p == from) {
+      *p = to;
+      break;
+    }
+  pthread_mutex_unlock (&rl->lock);
+}

@@ -25,5 +25,9 @@ void rangelock_destroy (struct rangelock *rl);
 void rangelock_acquire (struct rangelock *rl, struct rangelock_entry *e,
                         uint64_t start, uint64_t end);
 void rangelock_release (struct rangelock *rl, struct rangelock_entry *e);
+/* The range FROM holds is held by TO from now on (FROM's storage may go):
+ * for a range whose holder outlives the caller's stack. */
+void rangelock_move (struct rangelock *rl, struct rangelock_entry *from,
+                     struct rangelock_entry *to);
 
 #endif

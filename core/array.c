@@ -146,6 +146,7 @@ array_assemble (struct io_file **members, size_t n, struct io_file *bitmap_io,
   for (uint32_t s = 0; s < ASSEMBLE_MAX_SLOTS; s++)
     pthread_mutex_init (&a->m[s].sync_lock, NULL);
   rangelock_init (&a->rl);
+  array_behind_init (a, 0);
   a->nslots = plan.raid_disks;
   a->tmpl = probes[plan.reference].sb;
   a->volume_bytes = plan.volume_bytes;
@@ -172,7 +173,15 @@ array_assemble (struct io_file **members, size_t n, struct io_file *bitmap_io,
     m->recovery = plan.recovery[s];
     m->recover_from = plan.recover_from[s];
     m->state = plan.slot[s];
+    m->write_mostly = (m->sb.devflags & SB_DEVFLAG_WRITE_MOSTLY) != 0;
   }
+  /* The source of the resync and of reads of chunks it has not copied:
+   * the first current member that is not write-mostly.  Under
+   * write-behind a write-mostly member may lack acknowledged writes, and
+   * a resync from it would copy its old data over them (SPEC §8). */
+  a->reference = first_reader (a, 0);
+  if (a->reference >= a->nslots)
+    a->reference = a->tmpl.dev_number;
   if (active_count (a) < a->nslots) {
     char which[256] = "";
     size_t used = 0;
@@ -210,6 +219,7 @@ array_assemble (struct io_file **members, size_t n, struct io_file *bitmap_io,
     set_bitmap_use (a, BITMAP_IN_USE);
     if (!all_active (a))
       bitmap_allow_clearing (a->bitmap.bm, false);
+    a->behind.max = h.write_behind;
   }
   else {
     io_close (bitmap_io);       /* -o nobitmap: it falls behind (SPEC §5) */
@@ -337,6 +347,7 @@ array_start_daemon (struct array *a)
     return r;
   if (!a->bitmap.bm)
     return 0;
+  array_behind_start (a);
   int e = pthread_create (&a->clearer.thread, NULL, daemon_main, a);
   if (e) {
     log_error ("cannot start the bitmap clearing thread: %s", strerror (e));
@@ -372,14 +383,18 @@ array_close (struct array *a, bool clean)
     pthread_cond_wait (&a->bg_cond, &a->sb_lock);
   pthread_mutex_unlock (&a->sb_lock);
   array_resync_wait (a, NULL);
+  /* Every write behind reaches its member (SPEC §8: a clean unmount
+   * leaves every member with every write). */
+  array_behind_stop (a);
   /* Where the resync did not reach, the members may still differ: those
    * bits stay, and without a bitmap resync_offset says where to resume. */
   bool whole = a->resync.done || a->resync.need == NULL;
 
   int r = 0;
   if (clean && active_count (a) > 0) {
-    /* In-flight writes are finished (the caller stopped serving). */
-    r = array_flush (a);
+    /* In-flight writes are finished (the caller stopped serving), the
+     * writes behind too: every member is synced. */
+    r = array_flush_all (a);
     pthread_mutex_lock (&a->sb_lock);
     if (r == 0 && bitmap_in_use (a) && all_active (a)) {
       /* Every member is durable and whole: header first, then the
@@ -423,6 +438,7 @@ array_close (struct array *a, bool clean)
   io_close (a->bitmap.io);
   free (a->resync.need);
   rangelock_destroy (&a->rl);
+  array_behind_destroy (a);
   pthread_mutex_destroy (&a->sb_lock);
   pthread_mutex_destroy (&a->notices.lock);
   pthread_mutex_destroy (&a->auto_readd.lock);

@@ -75,8 +75,12 @@ ssize_t array_read (struct array *a, void *buf, size_t len, uint64_t off);
 int array_read_fd (struct array *a, uint64_t off, size_t *len);
 ssize_t array_write (struct array *a, const void *buf, size_t len,
                      uint64_t off);
-/* fdatasync every active member. */
+/* fdatasync every active member; under write-behind (SPEC §8) only the
+ * members that are not write-mostly, without waiting for the writes
+ * behind (DRBD's protocol A). */
 int array_flush (struct array *a);
+/* Wait for every write behind, then fdatasync every active member. */
+int array_flush_all (struct array *a);
 
 /* One lazy clearing pass (normally run by the array's own thread). */
 int64_t array_clear_pass (struct array *a);
@@ -133,6 +137,7 @@ const char *array_state_name (enum array_state st);
 struct array_member_status {
   enum member_state state;
   char path[ARRAY_STATUS_PATH]; /* "(missing)" when the slot has no file */
+  bool write_mostly;            /* read only when no other member can */
   uint64_t read_errors, write_errors;
   bool networked;               /* on a connection (an NBD member) */
   uint64_t rtt_ns;              /* its round-trip time, 0 if not known */
@@ -184,6 +189,14 @@ struct array_status {
     uint64_t chunk_size;        /* bytes */
     uint64_t chunks, dirty;
   } bitmap;
+
+  /* Write-behind (SPEC §8): at most MAX writes behind on the
+   * write-mostly members (0: none, every write synchronous). */
+  struct {
+    uint32_t max;
+    uint32_t outstanding;       /* behind now */
+    uint64_t done;              /* completed since the mount */
+  } write_behind;
 
   /* An online recovery (re-add), when running. */
   struct {

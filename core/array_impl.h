@@ -4,7 +4,8 @@
  * copies), resync.c, recovery.c, check.c, status.c.  Not for anyone else.
  *
  * Lock order: a range lock (rl), then sb_lock, then a member's sync_lock,
- * then the bitmap's own lock; notices.lock is taken last, alone.  Member states are read without a lock
+ * then the bitmap's own lock; notices.lock and behind.lock are taken last,
+ * alone.  Member states are read without a lock
  * (atomic loads) and changed under sb_lock. */
 #ifndef MDFUSE_ARRAY_IMPL_H
 #define MDFUSE_ARRAY_IMPL_H
@@ -32,6 +33,9 @@ struct array_member {
   enum recovery_mode recovery;  /* MEMBER_RECOVERING: how */
   uint64_t recover_from;        /* RECOVER_FULL: copied below (sectors) */
   bool just_recovered;          /* its superblock is written after the others' */
+  /* Its superblock's WriteMostly1 flag: read only when no other current
+   * member can serve (SPEC §8); set at assembly and re-add (atomic). */
+  bool write_mostly;
   uint64_t read_errors, write_errors;
   /* Where the last read from this member ended: a read that starts there
    * goes to this member again, so its readahead keeps working. */
@@ -122,6 +126,24 @@ struct resync_job {
   struct array_resync_stats stats;
 };
 
+/* Write-behind (behind.c): the writes the write-mostly members get
+ * behind the others. */
+struct behind_write;
+#define BEHIND_THREADS_MAX 8
+struct array_behind {
+  uint32_t max;                 /* the bitmap's write_behind; 0: none */
+  bool running;                 /* its threads run (atomic) */
+  pthread_mutex_t lock;
+  pthread_cond_t work;          /* a write was queued, or stop */
+  pthread_cond_t idle;          /* one completed */
+  struct behind_write *head, *tail;
+  uint32_t outstanding;         /* queued or being written (lock) */
+  uint64_t done;                /* completed since the mount (lock) */
+  bool stop;
+  pthread_t threads[BEHIND_THREADS_MAX];
+  unsigned nthreads;
+};
+
 struct array {
   /* The members and their superblocks (sb_lock). */
   uint32_t nslots;
@@ -147,6 +169,7 @@ struct array {
   struct fanout *fan;           /* member writes and syncs at once (or NULL) */
   struct rangelock rl;
   unsigned read_rr;
+  struct array_behind behind;
 
   /* Background work: recovery, check/repair, the clearing thread. */
   struct recovery_job recovery;
@@ -238,6 +261,37 @@ active_count (struct array *a)
 }
 
 static inline bool
+write_mostly_of (struct array *a, uint32_t s)
+{
+  return __atomic_load_n (&a->m[s].write_mostly, __ATOMIC_ACQUIRE);
+}
+
+/* Active and not write-mostly: a member reads prefer. */
+static inline bool
+preferred_reader (struct array *a, uint32_t s)
+{
+  return state_of (a, s) == MEMBER_ACTIVE && !write_mostly_of (a, s);
+}
+
+/* The first active member from FIRST on (in turn) that is not
+ * write-mostly, else the first active one at all, else nslots. */
+static inline uint32_t
+first_reader (struct array *a, uint32_t first)
+{
+  uint32_t any = a->nslots;
+  for (uint32_t k = 0; k < a->nslots; k++) {
+    uint32_t s = (first + k) % a->nslots;
+    if (state_of (a, s) != MEMBER_ACTIVE)
+      continue;
+    if (!write_mostly_of (a, s))
+      return s;
+    if (any == a->nslots)
+      any = s;
+  }
+  return any;
+}
+
+static inline bool
 all_active (struct array *a)
 {
   return active_count (a) == a->nslots;
@@ -260,6 +314,7 @@ enum member_io {
   MEMBER_IO_RECOVERY_WRITE,
   MEMBER_IO_CHECK_READ,
   MEMBER_IO_REPAIR_WRITE,
+  MEMBER_IO_BEHIND_WRITE,
 };
 
 /* Member SLOT failed an I/O: mark it faulty, durably, before returning
@@ -338,6 +393,27 @@ void array_notice (struct array *a, enum array_notice_kind kind,
 void array_notices_copy (struct array *a, struct array_status *st);
 
 int array_bitmap_failed (struct array *a);
+
+/* Write-behind (behind.c, SPEC §8).  init: MAX writes at most behind (0:
+ * none); start: its threads (array_start_daemon); stop: waits for every
+ * write behind, then ends them; destroy frees what init made. */
+void array_behind_init (struct array *a, uint32_t max);
+int array_behind_start (struct array *a);
+void array_behind_stop (struct array *a);
+void array_behind_destroy (struct array *a);
+/* Its threads run: writes may go behind. */
+bool array_behind_active (struct array *a);
+/* Queue BUF (copied) for SLOTS[0..N) (write-mostly members) at OFF; waits
+ * while the most writes are behind.  The range lock LK (held) and, when
+ * COUNTED, the write's bitmap count go with it: released when every slot
+ * has it.  False when it could not be queued (no memory): the caller
+ * still holds both and writes the slots itself. */
+bool array_behind_queue (struct array *a, struct rangelock_entry *lk,
+                         bool counted, const uint32_t *slots, uint32_t n,
+                         const void *buf, size_t len, uint64_t off);
+/* Writes behind now; wait until there are none. */
+uint32_t array_behind_outstanding (struct array *a);
+void array_behind_wait_idle (struct array *a);
 int array_bitmap_failed_locked (struct array *a);
 
 #endif

@@ -27,7 +27,10 @@ same_digest (XXH128_hash_t x, XXH128_hash_t y)
 }
 
 /* The member whose data the others take: the majority digest when three
- * or more agree on one, else the first active member. */
+ * or more agree on one, else the first active member that is not
+ * write-mostly (SPEC §8: one may lack writes still behind; the range lock
+ * the check holds waits for them, but it is also the one the user reads
+ * least). */
 static int
 choose_source (struct array *a, const bool *have, const XXH128_hash_t *d,
                uint32_t nactive)
@@ -37,7 +40,8 @@ choose_source (struct array *a, const bool *have, const XXH128_hash_t *d,
   for (uint32_t s = 0; s < a->nslots; s++) {
     if (!have[s])
       continue;
-    if (first < 0)
+    if (first < 0 || (write_mostly_of (a, (uint32_t) first)
+                       && !write_mostly_of (a, s)))
       first = (int) s;
     uint32_t votes = 0;
     for (uint32_t t = 0; t < a->nslots; t++)

@@ -61,6 +61,18 @@ create_check (const struct create_options *o, size_t nmembers)
     log_error ("daemon sleep %u s is out of range (1..3600)", o->daemon_sleep);
     return -EINVAL;
   }
+  if (o->write_behind > BITMAP_MAX_WRITE_BEHIND) {
+    log_error ("write-behind %" PRIu32 " is out of range (0..%d)",
+               o->write_behind, BITMAP_MAX_WRITE_BEHIND);
+    return -EINVAL;
+  }
+  bool all_wm = o->write_mostly != NULL;
+  for (size_t i = 0; all_wm && i < nmembers; i++)
+    all_wm = o->write_mostly[i];
+  if (all_wm) {
+    log_error ("every member is write-mostly: at least one must not be");
+    return -EINVAL;
+  }
   return 0;
 }
 
@@ -153,6 +165,11 @@ create_array_on (const struct create_options *o, struct io_file *const *files,
   sb.max_dev = (uint32_t) n;
   for (uint32_t k = 0; k < n; k++)
     sb.dev_roles[k] = (uint16_t) k;
+  if (o->write_behind && !bio) {
+    log_error ("write-behind needs a bitmap: its bits cover the writes "
+               "still behind");
+    return -EINVAL;
+  }
 
   for (size_t i = 0; i < n; i++) {
     /* Sparse zeros: every member reads as zeros, so no initial sync. */
@@ -163,6 +180,8 @@ create_array_on (const struct create_options *o, struct io_file *const *files,
     sb.super_offset = sb_super_offset_for (size);
     sb.data_size = sb.super_offset;
     sb.dev_number = (uint32_t) i;
+    sb.devflags = o->write_mostly && o->write_mostly[i]
+      ? SB_DEVFLAG_WRITE_MOSTLY : 0;
     r = random_bytes (sb.device_uuid, 16);
     if (r < 0) {
       log_error ("%s: cannot get random bytes: %s", files[i]->name,
@@ -194,6 +213,7 @@ create_array_on (const struct create_options *o, struct io_file *const *files,
       .chunksize = (uint32_t) chunk,
       .daemon_sleep = o->daemon_sleep ? o->daemon_sleep
         : BITMAP_DEFAULT_DAEMON_SLEEP,
+      .write_behind = o->write_behind,
     };
     memcpy (h.uuid, sb.set_uuid, 16);
     bitmap_header_encode (&h, buf);
@@ -603,4 +623,35 @@ create_bitmap_for (const struct create_bitmap_options *o,
     return r;
   }
   return 0;
+}
+
+int
+member_set_write_mostly (const char *path, bool set)
+{
+  /* The lock a running mdfuse holds on its members: taken, the file is
+   * ours until it closes. */
+  struct io_file *f = io_posix_open (path, IO_OPEN_LOCK);
+  if (!f)
+    return -errno;              /* io_posix_open logged it ("in use") */
+  struct member_probe p;
+  int r = member_probe (f, &p);
+  if (r == 0 && p.status != SB_VALID) {
+    log_error ("%s: %s", path, p.why);
+    r = -EINVAL;
+  }
+  else if (r < 0)
+    log_error ("%s: %s", path, p.why);
+  if (r == 0) {
+    uint8_t want = set ? (uint8_t) (p.sb.devflags | SB_DEVFLAG_WRITE_MOSTLY)
+      : (uint8_t) (p.sb.devflags & ~SB_DEVFLAG_WRITE_MOSTLY);
+    if (want != p.sb.devflags) {
+      p.sb.devflags = want;
+      r = member_write_sb (f, &p.sb);
+      if (r < 0)
+        log_error ("%s: cannot write the superblock: %s", path,
+                   strerror (-r));
+    }
+  }
+  io_close (f);
+  return r;
 }

@@ -13,6 +13,12 @@ struct create_options {
   const char *bitmap;           /* path, or NULL for none */
   unsigned daemon_sleep;        /* 0: default */
   bool force;                   /* overwrite existing files */
+  /* Per member (NULL: none): flagged write-mostly (md's WriteMostly1):
+   * read only when no other member can serve (SPEC §8). */
+  const bool *write_mostly;
+  /* The bitmap's write_behind: how many writes the write-mostly members
+   * may get behind the others (0: none, every write synchronous). */
+  uint32_t write_behind;
 };
 
 /* Check OPTS without touching any file; -EINVAL with a message logged. */
@@ -51,5 +57,11 @@ struct create_bitmap_options {
 };
 int create_bitmap_for (const struct create_bitmap_options *opts,
                        const char *const *members, size_t nmembers);
+
+/* Set (SET) or clear the write-mostly flag in the superblock of the
+ * member file PATH, which no running mdfuse may hold (it is locked while
+ * it is changed).  Its events are left alone: the flag is the member's
+ * own.  0, or a negative errno with a message logged. */
+int member_set_write_mostly (const char *path, bool set);
 
 #endif

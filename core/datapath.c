@@ -18,24 +18,30 @@
 #include "common/fanout.h"
 #include "common/rangelock.h"
 
-/* Read [OFF, OFF+LEN) from an active member, trying each in turn.  A
- * member that fails a read is marked faulty (unless it is the last one)
- * and the read goes to another (SPEC §6). */
+/* Read [OFF, OFF+LEN) from an active member, trying each in turn, the
+ * members that are not write-mostly first.  A member that fails a read is
+ * marked faulty (unless it is the last one) and the read goes to another
+ * (SPEC §6). */
 int
 array_read_any (struct array *a, void *buf, size_t len, uint64_t off,
           uint32_t first)
 {
   int r = -EIO;
-  for (uint32_t k = 0; k < a->nslots; k++) {
-    uint32_t s = (first + k) % a->nslots;
-    if (state_of (a, s) != MEMBER_ACTIVE)
-      continue;
-    r = io_pread_full (a->m[s].io, buf, len, off);
-    if (r == 0)
-      return 0;
-    if (array_member_failed (a, s, r, MEMBER_IO_READ, off, len) < 0)
-      return r;                 /* the last member: the error is the user's */
-  }
+  for (int pass = 0; pass < 2; pass++)
+    for (uint32_t k = 0; k < a->nslots; k++) {
+      uint32_t s = (first + k) % a->nslots;
+      if (state_of (a, s) != MEMBER_ACTIVE || write_mostly_of (a, s) != pass)
+        continue;
+      /* No other member is left: a write-mostly member is read once it
+       * has every write (none is behind), as md does. */
+      if (pass == 1)
+        array_behind_wait_idle (a);
+      r = io_pread_full (a->m[s].io, buf, len, off);
+      if (r == 0)
+        return 0;
+      if (array_member_failed (a, s, r, MEMBER_IO_READ, off, len) < 0)
+        return r;               /* the last member: the error is the user's */
+    }
   return r;
 }
 
@@ -80,7 +86,8 @@ array_range_needs_resync (struct array *a, uint64_t off, uint64_t len)
  * read that continues the last read of an active member stays on that
  * member: one sequential stream reads one file, whose readahead then runs
  * ahead of it (alternating would show each member a stride and defeat
- * it).  Other reads take turns. */
+ * it).  Other reads take turns.  A write-mostly member is read only when
+ * no other active member is left (SPEC §8). */
 static uint32_t
 read_balance (struct array *a, uint64_t off, size_t len)
 {
@@ -90,12 +97,17 @@ read_balance (struct array *a, uint64_t off, size_t len)
   uint32_t s = a->nslots;
   for (uint32_t i = 0; i < a->nslots; i++)
     if (__atomic_load_n (&a->m[i].read_next, __ATOMIC_RELAXED) == off
-        && state_of (a, i) == MEMBER_ACTIVE) {
+        && preferred_reader (a, i)) {
       s = i;
       break;
     }
-  if (s == a->nslots)
-    s = __atomic_fetch_add (&a->read_rr, 1, __ATOMIC_RELAXED) % a->nslots;
+  if (s == a->nslots) {
+    uint32_t turn = __atomic_fetch_add (&a->read_rr, 1, __ATOMIC_RELAXED)
+      % a->nslots;
+    s = first_reader (a, turn);
+    if (s == a->nslots)
+      s = turn;                 /* no active member: the read fails */
+  }
   __atomic_store_n (&a->m[s].read_next, off + len, __ATOMIC_RELAXED);
   return s;
 }
@@ -129,13 +141,14 @@ array_read_fd (struct array *a, uint64_t off, size_t *len)
 {
   if (!clamp_read (a, off, len))
     return -1;
-  uint32_t first = read_balance (a, off, *len);
-  for (uint32_t k = 0; k < a->nslots; k++) {
-    uint32_t s = (first + k) % a->nslots;
-    if (state_of (a, s) == MEMBER_ACTIVE)
-      return io_posix_fd (a->m[s].io);
-  }
-  return -1;
+  uint32_t s = first_reader (a, read_balance (a, off, *len));
+  if (s == a->nslots)
+    return -1;
+  /* A write-mostly member with writes behind: array_read waits for them. */
+  if (write_mostly_of (a, s) && array_behind_active (a)
+      && array_behind_outstanding (a) > 0)
+    return -1;
+  return io_posix_fd (a->m[s].io);
 }
 
 /* One write or sync on several members at once (fanout_run). */
@@ -191,17 +204,32 @@ array_write (struct array *a, const void *buf, size_t len, uint64_t off)
 
   /* Step 3: every active member, and a member being recovered (the
    * recovery copies under the same range lock, so whichever comes second
-   * carries this write's data), all at once when the write is large. */
+   * carries this write's data), all at once when the write is large.
+   * Under write-behind the write-mostly members get it afterwards, from a
+   * copy, while the user has the reply (behind.c). */
   uint32_t ok = 0;
+  bool behind = false;
   if (!unsafe) {
     struct member_job w = { .a = a, .buf = (void *) buf, .len = len, .off = off };
+    uint32_t later[ASSEMBLE_MAX_SLOTS], nlater = 0;
     bool sent[ASSEMBLE_MAX_SLOTS] = { 0 };
+    /* Behind only with the bitmap guarding the write (its bit covers the
+     * member that lags) and a member that is not write-mostly to take
+     * it now. */
+    bool may_lag = counted && bitmap_in_use (a) && array_behind_active (a);
+    bool any_now = false;
+    for (uint32_t s = 0; s < a->nslots && may_lag; s++)
+      any_now |= preferred_reader (a, s);
     for (uint32_t s = 0; s < a->nslots; s++) {
       int st = state_of (a, s);
-      if (st == MEMBER_ACTIVE || st == MEMBER_RECOVERING) {
+      if (st != MEMBER_ACTIVE && st != MEMBER_RECOVERING)
+        continue;
+      sent[s] = true;
+      if (any_now && write_mostly_of (a, s))
+        later[nlater++] = s;
+      else {
         w.state[w.n] = st;
         w.slot[w.n++] = s;
-        sent[s] = true;
       }
     }
     fanout_run (len >= FANOUT_MIN_WRITE ? a->fan : NULL, w.n, write_one, &w);
@@ -216,6 +244,30 @@ array_write (struct array *a, const void *buf, size_t len, uint64_t off)
                                len) < 0)
         unsafe = true;
     }
+    /* The write-mostly members: behind, unless no other member took the
+     * write (then the reply waits for them, as without write-behind). */
+    if (nlater > 0 && ok > 0 && !unsafe)
+      behind = array_behind_queue (a, &lk, counted, later, nlater, buf, len,
+                                   off);
+    if (nlater > 0 && !behind) {
+      struct member_job m = { .a = a, .buf = (void *) buf, .len = len,
+                              .off = off };
+      for (uint32_t i = 0; i < nlater; i++) {
+        m.state[m.n] = state_of (a, later[i]);
+        m.slot[m.n++] = later[i];
+      }
+      fanout_run (len >= FANOUT_MIN_WRITE ? a->fan : NULL, m.n, write_one, &m);
+      for (uint32_t i = 0; i < m.n; i++) {
+        if (m.r[i] == 0) {
+          if (m.state[i] == MEMBER_ACTIVE)
+            ok++;
+          continue;
+        }
+        if (array_member_failed (a, m.slot[i], m.r[i], MEMBER_IO_WRITE, off,
+                                 len) < 0)
+          unsafe = true;
+      }
+    }
     /* So is a member this write skipped: were its faulty marking still
      * in flight, a power cut could bring it back as current, without
      * this write (SPEC §8). */
@@ -224,10 +276,14 @@ array_write (struct array *a, const void *buf, size_t len, uint64_t off)
         unsafe = true;
   }
 
-  /* Step 5. */
-  if (counted)
-    bitmap_end_write (a->bitmap.bm, off, len);
-  rangelock_release (&a->rl, &lk);
+  /* Step 5, unless the write went behind: then the behind write ends its
+   * count and releases its range once the write-mostly members have it
+   * (behind.c). */
+  if (!behind) {
+    if (counted)
+      bitmap_end_write (a->bitmap.bm, off, len);
+    rangelock_release (&a->rl, &lk);
+  }
   /* ENOSPC is for writes past the end of the volume; a member's own
    * errors reach the user as EIO (SPEC §6). */
   if (ok == 0 || unsafe)
@@ -242,13 +298,26 @@ sync_one (void *arg, unsigned i)
   w->r[i] = array_member_sync (w->a, w->slot[i]);
 }
 
-int
-array_flush (struct array *a)
+/* fdatasync the active members; under write-behind, with ALL false, only
+ * those that are not write-mostly (when there is one). */
+static int
+flush_members (struct array *a, bool all)
 {
+  bool skip_wm = !all && array_behind_active (a);
+  if (skip_wm) {
+    skip_wm = false;
+    for (uint32_t s = 0; s < a->nslots; s++)
+      skip_wm |= preferred_reader (a, s);
+  }
+  bool skipped[ASSEMBLE_MAX_SLOTS] = { 0 };
   struct member_job w = { .a = a };
   for (uint32_t s = 0; s < a->nslots; s++)
-    if (state_of (a, s) == MEMBER_ACTIVE)
-      w.slot[w.n++] = s;
+    if (state_of (a, s) == MEMBER_ACTIVE) {
+      if (skip_wm && write_mostly_of (a, s))
+        skipped[s] = true;
+      else
+        w.slot[w.n++] = s;
+    }
   fanout_run (a->fan, w.n, sync_one, &w);
   /* Durable means: on every slot, or that slot is durably out of the
    * array (SPEC §8).  A slot that failed its sync was marked by the
@@ -266,7 +335,23 @@ array_flush (struct array *a)
       return -EIO;
   }
   for (uint32_t s = 0; s < a->nslots; s++)
-    if (!synced[s] && array_member_left_out (a, s) < 0)
+    if (!synced[s] && !skipped[s] && array_member_left_out (a, s) < 0)
       return -EIO;
   return ok ? 0 : -EIO;
+}
+
+/* Under write-behind, fsync of the volume makes the writes durable on
+ * the members that are not write-mostly, and waits for no write behind
+ * (DRBD's protocol A, SPEC §8); otherwise on every active member. */
+int
+array_flush (struct array *a)
+{
+  return flush_members (a, false);
+}
+
+int
+array_flush_all (struct array *a)
+{
+  array_behind_wait_idle (a);
+  return flush_members (a, true);
 }

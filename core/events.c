@@ -23,6 +23,7 @@ build_sb (struct array *a, uint32_t slot, struct md_sb *sb)
   *sb = a->tmpl;
   sb->dev_number = slot;
   memcpy (sb->device_uuid, a->m[slot].sb.device_uuid, 16);
+  sb->devflags = a->m[slot].sb.devflags;        /* its own, not tmpl's */
   sb->events = a->events;
   sb->utime = (uint64_t) time (NULL);
   sb->resync_offset = a->resync_offset;
@@ -231,6 +232,7 @@ static const char *const member_io_name[] = {
   [MEMBER_IO_RECOVERY_WRITE] = "recovery write",
   [MEMBER_IO_CHECK_READ] = "check read",
   [MEMBER_IO_REPAIR_WRITE] = "repair write",
+  [MEMBER_IO_BEHIND_WRITE] = "write-behind write",
 };
 
 static bool
@@ -259,16 +261,15 @@ out_on_disk_locked (struct array *a, uint32_t slot)
 static void
 next_source_locked (struct array *a, uint32_t failed)
 {
-  for (uint32_t k = 1; k < a->nslots; k++) {
-    uint32_t s = (failed + k) % a->nslots;
-    if (state_of (a, s) == MEMBER_ACTIVE) {
-      __atomic_store_n (&a->reference, s, __ATOMIC_RELEASE);
-      if (__atomic_load_n (&a->resync.need_count, __ATOMIC_ACQUIRE) > 0)
-        log_warn ("%s: the resync's source failed; %s is the source now",
-                  a->m[failed].io->name, a->m[s].io->name);
-      return;
-    }
-  }
+  /* A write-mostly member only when no other is left: it may lack the
+   * writes still behind (SPEC §8). */
+  uint32_t s = first_reader (a, (failed + 1) % a->nslots);
+  if (s >= a->nslots || s == failed)
+    return;
+  __atomic_store_n (&a->reference, s, __ATOMIC_RELEASE);
+  if (__atomic_load_n (&a->resync.need_count, __ATOMIC_ACQUIRE) > 0)
+    log_warn ("%s: the resync's source failed; %s is the source now",
+              a->m[failed].io->name, a->m[s].io->name);
 }
 
 int

@@ -68,11 +68,9 @@ recover_range (struct array *a, uint32_t slot, uint8_t *buf, uint64_t start,
 {
   bool target[ASSEMBLE_MAX_SLOTS] = { 0 }, written[ASSEMBLE_MAX_SLOTS];
   target[slot] = true;
-  uint32_t source = slot;
-  for (uint32_t k = 1; k < a->nslots && source == slot; k++)
-    if (state_of (a, (slot + k) % a->nslots) == MEMBER_ACTIVE)
-      source = (slot + k) % a->nslots;
-  if (source == slot)
+  /* Not a write-mostly member while another is active (SPEC §8). */
+  uint32_t source = first_reader (a, (slot + 1) % a->nslots);
+  if (source >= a->nslots || source == slot)
     return -EIO;                /* no active member left */
   struct rangelock_entry lk;
   rangelock_acquire (&a->rl, &lk, start, end);
@@ -276,6 +274,9 @@ array_readd_member (struct array *a, struct io_file *io, uint32_t same_slot,
   a->m[slot].sb.data_size = a->m[slot].sb.super_offset;
   if (p.status != SB_VALID)
     random_bytes (a->m[slot].sb.device_uuid, 16);
+  __atomic_store_n (&a->m[slot].write_mostly,
+                    (p.sb.devflags & SB_DEVFLAG_WRITE_MOSTLY) != 0,
+                    __ATOMIC_RELEASE);
   a->m[slot].read_errors = a->m[slot].write_errors = 0;
   pthread_mutex_lock (&a->m[slot].sync_lock);
   a->m[slot].sync_err = 0;      /* a new start: its lost writes are recovered */

@@ -527,9 +527,11 @@ array_resync_start (struct array *a)
   }
   j->started = true;
   pthread_mutex_unlock (&a->sb_lock);
-  log_info ("resync: %" PRIu64 " of %" PRIu64 " chunks to copy%s, in the "
-            "background", j->plan.total, j->plan.nchunks,
-            j->stats.full ? " (full)" : "");
+  uint32_t src = resync_source (a);
+  log_info ("resync: %" PRIu64 " of %" PRIu64 " chunks to copy%s, from %s, "
+            "in the background", j->plan.total, j->plan.nchunks,
+            j->stats.full ? " (full)" : "",
+            src < a->nslots && a->m[src].io ? a->m[src].io->name : "?");
   return 0;
 }
 

@@ -41,6 +41,7 @@ array_get_status (struct array *a, struct array_status *st)
     m->state = (enum member_state) state_of (a, k);
     snprintf (m->path, sizeof m->path, "%s",
               a->m[k].io ? a->m[k].io->name : "(missing)");
+    m->write_mostly = a->m[k].io && write_mostly_of (a, k);
     m->read_errors = __atomic_load_n (&a->m[k].read_errors, __ATOMIC_RELAXED);
     m->write_errors = a->m[k].write_errors;
     if (a->m[k].io && io_can_reconnect (a->m[k].io)) {
@@ -53,6 +54,11 @@ array_get_status (struct array *a, struct array_status *st)
   st->state = st->active == a->nslots ? ARRAY_ACTIVE
     : st->active ? ARRAY_DEGRADED : ARRAY_FAILED;
 
+  st->write_behind.max = a->behind.max;
+  pthread_mutex_lock (&a->behind.lock);
+  st->write_behind.outstanding = a->behind.outstanding;
+  st->write_behind.done = a->behind.done;
+  pthread_mutex_unlock (&a->behind.lock);
   if (a->bitmap.bm) {
     st->bitmap.present = true;
     st->bitmap.in_use = bitmap_guards_writes (a);

@@ -11,6 +11,9 @@
 
 _Static_assert (SB_MAGIC == MD_SB_MAGIC, "SB_MAGIC is md's");
 
+_Static_assert (SB_DEVFLAG_WRITE_MOSTLY == WriteMostly1,
+                "SB_DEVFLAG_WRITE_MOSTLY is md's WriteMostly1");
+
 _Static_assert (sizeof (struct mdp_superblock_1) == 256,
                 "mdp_superblock_1 must be 256 bytes before dev_roles");
 
@@ -96,6 +99,7 @@ sb_encode (const struct md_sb *sb, uint8_t block[SB_BLOCK_SIZE])
   s->super_offset = htole64 (sb->super_offset);
   s->dev_number = htole32 (sb->dev_number);
   memcpy (s->device_uuid, sb->device_uuid, 16);
+  s->devflags = sb->devflags;
   s->utime = htole64 (sb->utime & 0xffffffffffULL);
   s->events = htole64 (sb->events);
   s->resync_offset = htole64 (sb->resync_offset);
@@ -135,6 +139,7 @@ sb_decode (const uint8_t block[SB_BLOCK_SIZE], struct md_sb *sb,
   sb->super_offset = le64toh (s->super_offset);
   sb->dev_number = le32toh (s->dev_number);
   memcpy (sb->device_uuid, s->device_uuid, 16);
+  sb->devflags = s->devflags;
   sb->events = le64toh (s->events);
   sb->resync_offset = le64toh (s->resync_offset);
   if (le32toh (s->feature_map) & MD_FEATURE_RECOVERY_OFFSET) {

@@ -17,6 +17,9 @@
 #define SB_ROLE_FAULTY 0xfffe
 #define SB_ROLE_SPARE 0xffff
 #define SB_RESYNC_CLEAN UINT64_MAX      /* md's MaxSector: in sync */
+/* dev_flags (md's devflags byte): this member is written like the others
+ * but read only when no other current member can serve (WriteMostly1). */
+#define SB_DEVFLAG_WRITE_MOSTLY 0x01
 
 struct md_sb {
   uint8_t set_uuid[16];
@@ -28,6 +31,7 @@ struct md_sb {
   uint64_t data_offset, data_size, super_offset;        /* sectors */
   uint32_t dev_number;
   uint8_t device_uuid[16];
+  uint8_t devflags;             /* this member's own: SB_DEVFLAG_* */
   uint64_t events;
   uint64_t resync_offset;       /* sectors; SB_RESYNC_CLEAN when clean */
   /* A member being recovered (md's MD_FEATURE_RECOVERY_OFFSET): its data

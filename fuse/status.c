@@ -74,9 +74,10 @@ status_render_text (const struct array_status *st, char *buf, size_t len)
     if (m->networked && m->rtt_ns)
       snprintf (rtt, sizeof rtt, ", round trip %.2f ms",
                 (double) m->rtt_ns / 1e6);
-    out (&o, "      %" PRIu32 ": %-10s %s  (read errors %" PRIu64
+    out (&o, "      %" PRIu32 ": %-10s %s%s  (read errors %" PRIu64
          ", write errors %" PRIu64 "%s)\n", k, member_state_name (m->state),
-         m->path, m->read_errors, m->write_errors, rtt);
+         m->path, m->write_mostly ? " (write-mostly)" : "", m->read_errors,
+         m->write_errors, rtt);
   }
   if (!st->bitmap.present)
     out (&o, "bitmap : none (-o nobitmap)\n");
@@ -88,6 +89,10 @@ status_render_text (const struct array_status *st, char *buf, size_t len)
          st->bitmap.in_use ? "" : " (abandoned after an error: the next "
          "mount resyncs everything)");
   }
+  if (st->write_behind.max)
+    out (&o, "write-behind : at most %" PRIu32 ", %" PRIu32 " behind now, %"
+         PRIu64 " done\n", st->write_behind.max,
+         st->write_behind.outstanding, st->write_behind.done);
   if (st->recovery.running) {
     out (&o, "recovery : %s (%s)\n", st->members[st->recovery.slot].path,
          st->recovery.mode == RECOVER_FULL ? "full" : "bitmap");
@@ -177,6 +182,7 @@ json_status (const struct array_status *st)
     add (j, "slot", u64 (k));
     add (j, "path", json_object_new_string (m->path));
     add (j, "state", json_object_new_string (member_state_name (m->state)));
+    add (j, "write_mostly", json_object_new_boolean (m->write_mostly));
     add (j, "read_errors", u64 (m->read_errors));
     add (j, "write_errors", u64 (m->write_errors));
     add (j, "rtt_ms", m->networked && m->rtt_ns
@@ -195,6 +201,12 @@ json_status (const struct array_status *st)
     add (bitmap, "in_use", json_object_new_boolean (st->bitmap.in_use));
   }
   add (o, "bitmap", bitmap);
+
+  struct json_object *behind = json_object_new_object ();
+  add (behind, "max", u64 (st->write_behind.max));
+  add (behind, "outstanding", u64 (st->write_behind.outstanding));
+  add (behind, "done", u64 (st->write_behind.done));
+  add (o, "write_behind", behind);
 
   struct json_object *recovery = NULL;
   if (st->recovery.running) {

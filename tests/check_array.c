@@ -4,6 +4,7 @@
 
 #include <check.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,9 +30,10 @@ struct fixture {
   int log_m[4], log_bm;         /* their indices in it */
 };
 
-/* N members and a bitmap, as mdfusectl create makes them. */
+/* N members and a bitmap, as mdfusectl create makes them; WM (or NULL)
+ * says which are write-mostly, WB is the bitmap's write_behind. */
 static void
-fx_create (struct fixture *fx, size_t n)
+fx_create_wm (struct fixture *fx, size_t n, const bool *wm, uint32_t wb)
 {
   memset (fx, 0, sizeof *fx);
   fx->n = n;
@@ -42,8 +44,15 @@ fx_create (struct fixture *fx, size_t n)
   }
   fx->bmem = io_mem_new ("bm");
   struct create_options o = { .volume_bytes = VOL, .chunk = CHUNK,
-                              .daemon_sleep = 5 };
+                              .daemon_sleep = 5, .write_mostly = wm,
+                              .write_behind = wb };
   ck_assert_int_eq (create_array_on (&o, fx->mem, n, fx->bmem), 0);
+}
+
+static void
+fx_create (struct fixture *fx, size_t n)
+{
+  fx_create_wm (fx, n, NULL, 0);
 }
 
 static struct array *
@@ -993,6 +1002,213 @@ START_TEST (test_interrupted_full_recovery_resumes_at_its_recovery_offset)
 }
 END_TEST
 
+
+/* ---- write-mostly and write-behind (SPEC §8) ---- */
+
+static unsigned long
+preads_of (struct fixture *fx, size_t i)
+{
+  return io_mem_stats_now (fx->mem[i]).preads;
+}
+
+/* A write-mostly member serves no read while another member is active,
+ * and is the resync's source only when it is the last one. */
+START_TEST (test_write_mostly_member_is_read_only_when_no_other_can_be)
+{
+  struct fixture fx;
+  bool wm[3] = { true, false, false };
+  fx_create_wm (&fx, 3, wm, 0);
+  struct md_sb sb = member_sb (&fx, 0);
+  ck_assert_uint_eq (sb.devflags, SB_DEVFLAG_WRITE_MOSTLY);
+  ck_assert_uint_eq (member_sb (&fx, 1).devflags, 0);
+  struct array *a = fx_assemble (&fx, NULL);
+  ck_assert_ptr_nonnull (a);
+  static uint8_t buf[8192], got[8192];
+  fill (buf, sizeof buf, 9);
+  ck_assert_int_eq (array_write (a, buf, sizeof buf, 2 * CHUNK), 8192);
+  unsigned long r0 = preads_of (&fx, 0), r1 = preads_of (&fx, 1),
+    r2 = preads_of (&fx, 2);
+  for (uint64_t k = 0; k < 40; k++) {
+    ck_assert_int_eq (array_read (a, got, 4096, (k * 5 % NCHUNKS) * CHUNK
+                                  + (k % 3) * 8192), 4096);
+  }
+  ck_assert_uint_eq (preads_of (&fx, 0) - r0, 0);
+  ck_assert_uint_gt (preads_of (&fx, 1) - r1, 0);
+  ck_assert_uint_gt (preads_of (&fx, 2) - r2, 0);
+  struct array_status *st = status_of (a);
+  ck_assert (st->members[0].write_mostly && !st->members[1].write_mostly);
+  /* Survives the events bumps: each member keeps its own flag. */
+  char msg[256];
+  ck_assert_int_eq (array_fail_member (a, 1, msg, sizeof msg), 0);
+  ck_assert_uint_eq (member_sb (&fx, 0).devflags, SB_DEVFLAG_WRITE_MOSTLY);
+  ck_assert_uint_eq (member_sb (&fx, 2).devflags, 0);
+  /* A read error on the last member that is not write-mostly: then, and
+   * only then, the write-mostly member serves. */
+  io_mem_stats (fx.mem[2])->fail_pread = -EIO;
+  ck_assert_int_eq (array_read (a, got, 8192, 2 * CHUNK), 8192);
+  ck_assert_mem_eq (got, buf, 8192);
+  ck_assert_uint_gt (preads_of (&fx, 0) - r0, 0);
+  io_mem_stats (fx.mem[2])->fail_pread = 0;
+  array_close (a, true);
+  fx_free (&fx);
+}
+END_TEST
+
+static void sleep_ms (unsigned ms);
+
+/* Until no write is behind (at most 5 s). */
+static void
+behind_idle (struct array *a)
+{
+  for (int i = 0; i < 1000 && status_of (a)->write_behind.outstanding; i++)
+    sleep_ms (5);
+  ck_assert_uint_eq (status_of (a)->write_behind.outstanding, 0);
+}
+
+struct writer {
+  struct array *a;
+  const uint8_t *buf;
+  size_t len;
+  uint64_t off;
+  ssize_t r;
+  bool done;
+};
+
+static void *
+writer_main (void *arg)
+{
+  struct writer *w = arg;
+  w->r = array_write (w->a, w->buf, w->len, w->off);
+  __atomic_store_n (&w->done, true, __ATOMIC_RELEASE);
+  return NULL;
+}
+
+static void
+sleep_ms (unsigned ms)
+{
+  struct timespec ts = { ms / 1000, (long) (ms % 1000) * 1000000L };
+  while (nanosleep (&ts, &ts) != 0)
+    ;
+}
+
+/* With write_behind 2, a write returns while the write-mostly member's
+ * pwrites are held: its bit stays set, on disk too, through a clearing
+ * pass; an overlapping write waits for the write behind; reads are the
+ * new data; a third write waits for room; the clean close waits for
+ * every write behind and leaves the members identical and clean. */
+START_TEST (test_write_behind_returns_before_the_write_mostly_member_has_it)
+{
+  struct fixture fx;
+  bool wm[2] = { false, true };
+  fx_create_wm (&fx, 2, wm, 2);
+  struct array *a = fx_assemble (&fx, NULL);
+  ck_assert_ptr_nonnull (a);
+  ck_assert_int_eq (array_start_daemon (a), 0);
+  static uint8_t b1[4096], b2[4096], b3[4096], got[4096];
+  fill (b1, sizeof b1, 1);
+  fill (b2, sizeof b2, 2);
+  fill (b3, sizeof b3, 3);
+  /* The first write marks the superblocks active: not held. */
+  ck_assert_int_eq (array_write (a, b3, 4096, 9 * CHUNK), 4096);
+  behind_idle (a);
+
+  io_mem_hold_pwrites (fx.mem[1], true);
+  ck_assert_int_eq (array_write (a, b1, 4096, 3 * CHUNK), 4096);
+  ck_assert_int_eq (array_write (a, b3, 4096, 7 * CHUNK), 4096);
+  ck_assert_uint_eq (status_of (a)->write_behind.outstanding, 2);
+  ck_assert (disk_bit (&fx, 3) && disk_bit (&fx, 7));
+  /* Two passes: chunk 9, whose write is done everywhere, is cleared;
+   * 3 and 7 are not. */
+  array_clear_pass (a);
+  array_clear_pass (a);
+  ck_assert (!disk_bit (&fx, 9));
+  ck_assert (disk_bit (&fx, 3) && disk_bit (&fx, 7));
+  /* fsync does not wait for them (protocol A). */
+  ck_assert_int_eq (array_flush (a), 0);
+  ck_assert_int_eq (array_read (a, got, 4096, 3 * CHUNK), 4096);
+  ck_assert_mem_eq (got, b1, 4096);
+
+  /* Overlapping: waits for the write behind (its range lock). */
+  struct writer w = { .a = a, .buf = b2, .len = 4096, .off = 3 * CHUNK };
+  pthread_t t;
+  ck_assert_int_eq (pthread_create (&t, NULL, writer_main, &w), 0);
+  sleep_ms (100);
+  ck_assert (!__atomic_load_n (&w.done, __ATOMIC_ACQUIRE));
+  io_mem_hold_pwrites (fx.mem[1], false);
+  pthread_join (t, NULL);
+  ck_assert_int_eq (w.r, 4096);
+
+  /* Closed cleanly: every write behind is on the member, in order. */
+  ck_assert_int_eq (array_close (a, true), 0);
+  size_t len;
+  ck_assert_mem_eq (io_mem_data (fx.mem[1], &len) + 3 * CHUNK, b2, 4096);
+  ck_assert_mem_eq (io_mem_data (fx.mem[1], &len) + 7 * CHUNK, b3, 4096);
+  ck_assert (members_identical (&fx));
+  ck_assert_uint_eq (disk_dirty (&fx), 0);
+  fx_free (&fx);
+}
+END_TEST
+
+/* At most write_behind writes are behind: the next writer waits. */
+START_TEST (test_write_behind_waits_when_the_most_are_behind)
+{
+  struct fixture fx;
+  bool wm[2] = { false, true };
+  fx_create_wm (&fx, 2, wm, 2);
+  struct array *a = fx_assemble (&fx, NULL);
+  ck_assert_ptr_nonnull (a);
+  ck_assert_int_eq (array_start_daemon (a), 0);
+  static uint8_t buf[4096];
+  fill (buf, sizeof buf, 4);
+  ck_assert_int_eq (array_write (a, buf, 4096, 9 * CHUNK), 4096);
+  behind_idle (a);
+  io_mem_hold_pwrites (fx.mem[1], true);
+  ck_assert_int_eq (array_write (a, buf, 4096, 0), 4096);
+  ck_assert_int_eq (array_write (a, buf, 4096, CHUNK), 4096);
+  struct writer w = { .a = a, .buf = buf, .len = 4096, .off = 2 * CHUNK };
+  pthread_t t;
+  ck_assert_int_eq (pthread_create (&t, NULL, writer_main, &w), 0);
+  sleep_ms (100);
+  ck_assert (!__atomic_load_n (&w.done, __ATOMIC_ACQUIRE));
+  ck_assert_uint_eq (status_of (a)->write_behind.outstanding, 2);
+  io_mem_hold_pwrites (fx.mem[1], false);
+  pthread_join (t, NULL);
+  ck_assert_int_eq (w.r, 4096);
+  ck_assert_int_eq (array_close (a, true), 0);
+  ck_assert (members_identical (&fx));
+  fx_free (&fx);
+}
+END_TEST
+
+/* A write behind that fails marks its member faulty (SPEC §6), durably
+ * in the survivor's superblock, and the chunk's bit stays set. */
+START_TEST (test_failed_write_behind_marks_the_member_faulty_and_keeps_the_bit)
+{
+  struct fixture fx;
+  bool wm[2] = { false, true };
+  fx_create_wm (&fx, 2, wm, 16);
+  struct array *a = fx_assemble (&fx, NULL);
+  ck_assert_ptr_nonnull (a);
+  ck_assert_int_eq (array_start_daemon (a), 0);
+  static uint8_t buf[4096];
+  fill (buf, sizeof buf, 5);
+  ck_assert_int_eq (array_write (a, buf, 4096, 9 * CHUNK), 4096);
+  behind_idle (a);
+  ck_assert_int_eq (array_member_state (a, 1), MEMBER_ACTIVE);
+  io_mem_stats (fx.mem[1])->fail_pwrite = -EIO;
+  ck_assert_int_eq (array_write (a, buf, 4096, 5 * CHUNK), 4096);
+  behind_idle (a);
+  io_mem_stats (fx.mem[1])->fail_pwrite = 0;
+  ck_assert_int_eq (array_member_state (a, 1), MEMBER_FAULTY);
+  ck_assert_uint_eq (member_sb (&fx, 0).dev_roles[1], SB_ROLE_FAULTY);
+  ck_assert_int_eq (array_clear_pass (a), 0);
+  ck_assert (disk_bit (&fx, 5));
+  array_close (a, true);
+  ck_assert (disk_bit (&fx, 5));
+  fx_free (&fx);
+}
+END_TEST
+
 static Suite *
 array_suite (void)
 {
@@ -1026,6 +1242,10 @@ array_suite (void)
   tcase_add_test (tc, test_status_snapshot_has_the_volume_members_and_bitmap);
   tcase_add_test (tc, test_readd_marks_the_member_recovering_before_it_copies);
   tcase_add_test (tc, test_interrupted_full_recovery_resumes_at_its_recovery_offset);
+  tcase_add_test (tc, test_write_mostly_member_is_read_only_when_no_other_can_be);
+  tcase_add_test (tc, test_write_behind_returns_before_the_write_mostly_member_has_it);
+  tcase_add_test (tc, test_write_behind_waits_when_the_most_are_behind);
+  tcase_add_test (tc, test_failed_write_behind_marks_the_member_faulty_and_keeps_the_bit);
   suite_add_tcase (s, tc);
   return s;
 }

@@ -189,11 +189,14 @@ START_TEST (test_header_round_trips_every_field)
   in.events_cleared = 98;
   in.state = BITMAP_STATE_STALE;
   in.daemon_sleep = 30;
+  in.write_behind = 256;
   uint8_t b[BITMAP_HEADER_SIZE];
   bitmap_header_encode (&in, b);
+  ck_assert_uint_eq (get32 (b, 60), 256);       /* md's write_behind */
   char why[160] = "";
   ck_assert_msg (bitmap_header_decode (b, &out, why, sizeof why)
                  == BITMAP_HEADER_OK, "%s", why);
+  ck_assert_uint_eq (out.write_behind, 256);
   ck_assert_mem_eq (out.uuid, UUID, 16);
   ck_assert_uint_eq (out.events, 99);
   ck_assert_uint_eq (out.events_cleared, 98);
@@ -286,6 +289,17 @@ START_TEST (test_state_other_than_ok_or_stale_is_invalid)
                     BITMAP_HEADER_OK);
   ck_assert_int_eq (decode_patched (48, 0x0, why, sizeof why),
                     BITMAP_HEADER_OK);
+}
+END_TEST
+
+START_TEST (test_write_behind_past_md_limit_is_invalid)
+{
+  char why[160] = "";
+  ck_assert_int_eq (decode_patched (60, BITMAP_MAX_WRITE_BEHIND, why,
+                                    sizeof why), BITMAP_HEADER_OK);
+  ck_assert_int_eq (decode_patched (60, BITMAP_MAX_WRITE_BEHIND + 1, why,
+                                    sizeof why), BITMAP_HEADER_INVALID);
+  ck_assert_ptr_nonnull (strstr (why, "write_behind"));
 }
 END_TEST
 
@@ -1071,6 +1085,7 @@ bitmap_suite (void)
   tcase_add_test (tc, test_flipped_covered_byte_is_bad_checksum_with_fields_decoded);
   tcase_add_test (tc, test_wrong_magic_or_version_is_foreign);
   tcase_add_test (tc, test_state_other_than_ok_or_stale_is_invalid);
+  tcase_add_test (tc, test_write_behind_past_md_limit_is_invalid);
   tcase_add_test (tc, test_chunk_not_a_power_of_two_in_range_is_invalid);
   tcase_add_test (tc, test_bit_addressing_at_chunk_boundaries);
   tcase_add_test (tc, test_a_write_to_chunk_i_sets_exactly_bit_i_of_the_file);

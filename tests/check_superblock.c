@@ -158,6 +158,7 @@ START_TEST (test_encode_puts_every_field_at_its_md_offset)
   ck_assert_uint_eq (get64 (b, 200), 0x0102030405060708ull);
   ck_assert_uint_eq (get64 (b, 208), 12345);
   ck_assert_uint_eq (get32 (b, 220), 2);
+  ck_assert_uint_eq (b[184], 0);        /* devflags: none */
   ck_assert_uint_eq (b[256] | b[257] << 8, SB_ROLE_FAULTY);
   ck_assert_uint_eq (b[258] | b[259] << 8, 1);
   ck_assert_uint_eq (get32 (b, 216), reference_csum (b));
@@ -196,6 +197,15 @@ START_TEST (test_encode_decode_round_trips_every_field)
   ck_assert_uint_eq (out.dev_roles[1], SB_ROLE_FAULTY);
   ck_assert_uint_eq (out.dev_roles[2], 2);
   ck_assert_uint_eq (out.sb_csum, get32 (b, 216));
+  ck_assert_uint_eq (out.devflags, 0);
+
+  /* The write-mostly flag: md's devflags byte at 184, bit WriteMostly1. */
+  in.devflags = SB_DEVFLAG_WRITE_MOSTLY;
+  sb_encode (&in, b);
+  ck_assert_uint_eq (b[184], 1);
+  ck_assert_int_eq (sb_decode (b, &out, why, sizeof why), SB_VALID);
+  ck_assert_uint_eq (out.devflags, SB_DEVFLAG_WRITE_MOSTLY);
+  in.devflags = 0;
 
   /* A clean superblock keeps MaxSector. */
   in.resync_offset = SB_RESYNC_CLEAN;

@@ -1041,6 +1041,8 @@ faultfs_stat() {
 #   --chunk SIZE       the bitmap chunk (1M)
 #   --daemon-sleep S   mdfusectl create --daemon-sleep S
 #   --name NAME        mdfusectl create --name NAME
+#   --write-mostly K   member K (0-based; repeatable) is write-mostly
+#   --write-behind N   mdfusectl create --write-behind N
 #   --faultfs[=OPTS]   the members on faultfs: their files in $tmpdir/back,
 #                      seen through a faultfs on $tmpdir/m (mounted with
 #                      OPTS, e.g. volatile, unless this test has it mounted
@@ -1085,13 +1087,16 @@ make_array() {
     local n=2 size=16M chunk=1M id='' extra='' mount=1 ffs=0 ffs_opts='' bffs=0 bffs_opts=''
     local nbd_uri='' nbd_back=''
     local create_args=() mdir mback bdir bback prefix bname mnt i out
+    local -A wm=()
+    local member_args=()
     [[ -n $tmpdir ]] || fail "make_array: make_tmpdir first"
     while [[ $# -gt 0 ]]; do
         case $1 in
         --members) n=$2; shift ;;
         --size) size=$2; shift ;;
         --chunk) chunk=$2; shift ;;
-        --daemon-sleep | --name) create_args+=("$1" "$2"); shift ;;
+        --daemon-sleep | --name | --write-behind) create_args+=("$1" "$2"); shift ;;
+        --write-mostly) wm[$2]=1; shift ;;
         --faultfs) ffs=1 ;;
         --faultfs=*) ffs=1 ffs_opts=${1#*=} ;;
         --bitmap-faultfs) bffs=1 ;;
@@ -1139,13 +1144,20 @@ make_array() {
         ARRAY_MEMBERS[n - 1]=$nbd_uri
         ARRAY_BACK[n - 1]=$nbd_back
     fi
+    for ((i = 0; i < n; i++)); do
+        if [[ -n ${wm[$i]:-} ]]; then
+            member_args+=(--write-mostly "${ARRAY_MEMBERS[i]}" --readwrite)
+        else
+            member_args+=("${ARRAY_MEMBERS[i]}")
+        fi
+    done
     # shellcheck disable=SC2034
     ARRAY_BITMAP=$bdir/$bname ARRAY_BITMAP_BACK=$bback/$bname
     ARRAY_MNT=$mnt
     ARRAY_OPTS=bitmap=$ARRAY_BITMAP${extra:+,$extra}
     out=$tmpdir/create.${id:-array}.out
     "$MDFUSECTL" create ${create_args[@]+"${create_args[@]}"} --chunk "$chunk" \
-        --size "$size" --bitmap "$ARRAY_BITMAP" "${ARRAY_MEMBERS[@]}" >"$out" 2>&1 || {
+        --size "$size" --bitmap "$ARRAY_BITMAP" "${member_args[@]}" >"$out" 2>&1 || {
         _show_log "$out"
         fail "mdfusectl create --chunk $chunk --size $size ($n members${id:+, $id}) failed"
     }

@@ -13,6 +13,8 @@
 
 struct mem_buf {
   pthread_mutex_t lock;
+  pthread_cond_t unheld;        /* hold went false */
+  bool hold;                    /* pwrites wait (io_mem_hold_pwrites) */
   unsigned char *data;
   size_t len;
   int refs;                     /* io_files on it, and its log */
@@ -243,6 +245,8 @@ mem_pwrite (struct io_file *f, const void *buf, size_t len, uint64_t off)
 {
   struct mem_buf *m = f->priv;
   pthread_mutex_lock (&m->lock);
+  while (m->hold)
+    pthread_cond_wait (&m->unheld, &m->lock);
   m->stats.pwrites++;
   int r = take_fault (&m->stats.fail_pwrite, &m->stats.fail_pwrite_after,
                       &m->stats.fail_pwrite_times);
@@ -370,6 +374,7 @@ io_mem_new (const char *name)
   if (!m)
     return NULL;
   pthread_mutex_init (&m->lock, NULL);
+  pthread_cond_init (&m->unheld, NULL);
   struct io_file *f = mem_wrap (m, name);
   if (!f) {
     pthread_mutex_destroy (&m->lock);
@@ -403,6 +408,17 @@ io_mem_stats (struct io_file *f)
 {
   assert (f->ops == &mem_ops);
   return &((struct mem_buf *) f->priv)->stats;
+}
+
+void
+io_mem_hold_pwrites (struct io_file *f, bool hold)
+{
+  assert (f->ops == &mem_ops);
+  struct mem_buf *m = f->priv;
+  pthread_mutex_lock (&m->lock);
+  m->hold = hold;
+  pthread_cond_broadcast (&m->unheld);
+  pthread_mutex_unlock (&m->lock);
 }
 
 struct io_mem_stats

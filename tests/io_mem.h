@@ -48,6 +48,9 @@ unsigned char *io_mem_data (struct io_file *f, size_t *len);
 struct io_mem_stats *io_mem_stats (struct io_file *f);
 /* A copy of them taken under the file's lock, while other threads call. */
 struct io_mem_stats io_mem_stats_now (struct io_file *f);
+/* While HOLD, every pwrite on the file waits (a member that lags); false
+ * lets the waiting ones go on. */
+void io_mem_hold_pwrites (struct io_file *f, bool hold);
 /* Sets the file's length, zero-filling. */
 int io_mem_truncate (struct io_file *f, size_t len);
 

@@ -23,7 +23,7 @@ for args in "--version" "status --version" "create --version"; do
     out=$("$MDFUSECTL" $args) || fail "mdfusectl $args exited non-zero"
     [[ $out =~ ^mdfusectl\ \(mdfuse\)\ [0-9] ]] || fail "mdfusectl $args printed '$out'"
 done
-"$MDFUSE" --version 2>&1 | grep -q '^mdfuse [0-9]' || fail "mdfuse --version does not say its version"
+"$MDFUSE" --version 2>&1 | grep '^mdfuse [0-9]' >/dev/null || fail "mdfuse --version does not say its version"
 
 # --help on every command: the usage on stdout, exit 0, nothing on stderr.
 commands="create new-member add-bitmap examine examine-bitmap status fail re-add check wait resync-rate remove-bitmap monitor"
@@ -32,8 +32,8 @@ for c in $commands; do
     [[ $out == "Usage:"*"mdfusectl $c "* ]] || fail "mdfusectl $c --help printed '$out'"
     [[ ! -s $tmpdir/err ]] || fail "mdfusectl $c --help wrote to stderr: $(cat "$tmpdir/err")"
 done
-"$MDFUSECTL" --help | grep -q "mdfusectl remove-bitmap" || fail "mdfusectl --help does not list every command"
-"$MDFUSE" --help 2>/dev/null | grep -q "^Usage: .*mdfuse" || fail "mdfuse --help shows no usage"
+"$MDFUSECTL" --help | grep "mdfusectl remove-bitmap" >/dev/null || fail "mdfusectl --help does not list every command"
+"$MDFUSE" --help 2>/dev/null | grep "^Usage: .*mdfuse" >/dev/null || fail "mdfuse --help shows no usage"
 
 # Usage errors: exit 2, a message and a pointer to --help on stderr,
 # nothing on stdout.
@@ -64,7 +64,7 @@ usage_error "unknown option" "$MDFUSE" -f -o bitmap=bm/x,frobnicate m/x0:m/x1 mn
 # Sizes: a fraction, and errors that say why; nothing is created then.
 "$MDFUSECTL" create --size 1.5G --name cli-test --bitmap bm/b m/m0 m/m1 >"$tmpdir/create.out" ||
     fail "create --size 1.5G failed"
-"$MDFUSECTL" examine m/m0 | grep -q "Volume Size : 1610612736$" ||
+"$MDFUSECTL" examine m/m0 | grep "Volume Size : 1610612736$" >/dev/null ||
     fail "create --size 1.5G did not make a 1.5 GiB volume: $("$MDFUSECTL" examine m/m0 | grep 'Volume Size')"
 for bad in "20E:16 EiB" "0.1K:not a size" "1.2.3:not a size"; do
     st=0
@@ -91,7 +91,7 @@ is_mounted "$tmpdir/mnt" && fail "a refused mdfuse left a mount"
 uuid=$("$MDFUSECTL" examine m/m0 | sed -n 's/^ *Array UUID : //p')
 [[ -n $uuid ]] || fail "examine shows no Array UUID"
 start_mdfuse -o bitmap=bm/b m/m0:m/m1 mnt
-"$MDFUSECTL" status mnt | grep -qF "uuid $uuid, name cli-test" ||
+"$MDFUSECTL" status mnt | grep -F "uuid $uuid, name cli-test" >/dev/null ||
     fail "status does not show the uuid and name: $("$MDFUSECTL" status mnt)"
 "$MDFUSECTL" status --json mnt | jq -e --arg u "$uuid" '.uuid == $u and .name == "cli-test"' >/dev/null ||
     fail "status --json has no uuid/name"

@@ -18,12 +18,15 @@ static const struct command {
 } commands[] = {
   { "create", cmd_create,
     "[--force] [--chunk SIZE] [--name NAME]\n"
-    "                   [--daemon-sleep SECONDS] --size SIZE\n"
-    "                   --bitmap FILE MEMBER MEMBER..." },
+    "                   [--daemon-sleep SECONDS] [--write-behind N]\n"
+    "                   --size SIZE --bitmap FILE\n"
+    "                   MEMBER... [--write-mostly MEMBER... [--readwrite "
+    "MEMBER...]]" },
   { "new-member", cmd_new_member, "[--force] --like MEMBER --slot N NEWFILE" },
   { "add-bitmap", cmd_add_bitmap,
     "[--force] [--chunk SIZE] [--daemon-sleep SECONDS]\n"
     "                   --bitmap FILE MEMBER..." },
+  { "write-mostly", cmd_write_mostly, "--set|--clear MEMBER..." },
   { "examine", cmd_examine, "MEMBER..." },
   { "examine-bitmap", cmd_examine_bitmap, "[--dirty] [--map] FILE" },
   { "status", cmd_status, "[--json] [--map] [--test] MOUNTPOINT" },

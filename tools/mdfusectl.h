@@ -35,7 +35,8 @@ int check_operands (const char *name, int argc, char **argv, int first,
                     int min, int max, const char *what);
 
 /* offline.c */
-command_fn cmd_create, cmd_new_member, cmd_add_bitmap, cmd_examine, cmd_examine_bitmap;
+command_fn cmd_create, cmd_new_member, cmd_add_bitmap, cmd_examine, cmd_examine_bitmap,
+  cmd_write_mostly;
 /* Draw the first NCHUNKS bits of FILE (a whole bitmap file, header
  * included) as a grid: '.' clean, DIRTY_CHAR dirty ('#', or 'R' while
  * those chunks are being recovered). */

@@ -55,20 +55,57 @@ cmd_create (int argc, char **argv)
     { "size", required_argument, NULL, 's' },
     { "bitmap", required_argument, NULL, 'b' },
     { "daemon-sleep", required_argument, NULL, 'd' },
+    { "write-mostly", no_argument, NULL, 'W' },
+    { "readwrite", no_argument, NULL, 'R' },
+    { "write-behind", required_argument, NULL, 'B' },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 },
   };
   struct create_options o = { 0 };
   bool have_size = false;
-  int c, u;
-  while ((c = getopt_long (argc, argv, "fc:n:s:b:d:h", longopts, NULL)) != -1) {
+  /* The members in order, each with the --write-mostly or --readwrite
+   * that came last before it (as mdadm reads them): "-" makes getopt
+   * hand over operands in place (as option 1). */
+  char **members = calloc ((size_t) argc + 1, sizeof *members);
+  bool *wm = calloc ((size_t) argc + 1, sizeof *wm);
+  if (!members || !wm) {
+    free (members);
+    free (wm);
+    log_error ("out of memory");
+    return EXIT_FAIL;
+  }
+  int n = 0, rc = 0;
+  bool write_mostly = false, any_wm = false;
+  int c;
+  while (rc == 0
+         && (c = getopt_long (argc, argv, "-fc:n:s:b:d:h", longopts, NULL))
+         != -1) {
     switch (c) {
+    case 1:
+      wm[n] = write_mostly;
+      any_wm |= write_mostly;
+      members[n++] = optarg;
+      break;
+    case 'W':
+      write_mostly = true;
+      break;
+    case 'R':
+      write_mostly = false;
+      break;
+    case 'B': {
+      char *end;
+      unsigned long v = strtoul (optarg, &end, 10);
+      if (*end || end == optarg || v > BITMAP_MAX_WRITE_BEHIND)
+        rc = usage_error ("create", "--write-behind %s: not a number in "
+                          "0..%d", optarg, BITMAP_MAX_WRITE_BEHIND);
+      o.write_behind = (uint32_t) v;
+      break;
+    }
     case 'f':
       o.force = true;
       break;
     case 'c':
-      if ((u = opt_chunk ("create", optarg, &o.chunk)))
-        return u;
+      rc = opt_chunk ("create", optarg, &o.chunk);
       break;
     case 'n':
       o.name = optarg;
@@ -76,8 +113,8 @@ cmd_create (int argc, char **argv)
     case 's': {
       int r = parse_size (optarg, &o.volume_bytes);
       if (r < 0) {
-        return usage_error ("create", "--size %s: %s", optarg,
-                            size_error (r));
+        rc = usage_error ("create", "--size %s: %s", optarg,
+                          size_error (r));
       }
       have_size = true;
       break;
@@ -86,32 +123,45 @@ cmd_create (int argc, char **argv)
       o.bitmap = optarg;
       break;
     case 'd':
-      if ((u = opt_daemon_sleep ("create", optarg, &o.daemon_sleep)))
-        return u;
+      rc = opt_daemon_sleep ("create", optarg, &o.daemon_sleep);
       break;
     case 'h':
       usage ("create");
-      return 0;
+      rc = -1;
+      break;
     default:
-      return usage_error ("create", NULL);
+      rc = usage_error ("create", NULL);
     }
   }
-  if (!have_size)
-    return usage_error ("create", "--size SIZE is required");
-  if (!o.bitmap)
-    return usage_error ("create", "--bitmap FILE is required");
-  u = check_operands ("create", argc, argv, optind, 1, -1,
-                          "MEMBER MEMBER...");
-  if (u)
-    return u;
-  size_t n = (size_t) (argc - optind);
-  if (create_array (&o, (const char *const *) argv + optind, n) < 0)
-    return 1;
+  /* After "--", the rest are members. */
+  for (int i = optind; rc == 0 && i < argc; i++) {
+    wm[n] = write_mostly;
+    any_wm |= write_mostly;
+    members[n++] = argv[i];
+  }
+  if (rc == 0 && !have_size)
+    rc = usage_error ("create", "--size SIZE is required");
+  if (rc == 0 && !o.bitmap)
+    rc = usage_error ("create", "--bitmap FILE is required");
+  if (rc == 0)
+    rc = check_operands ("create", n, members, 0, 1, -1, "MEMBER MEMBER...");
+  if (rc == 0 && o.write_behind && !any_wm)
+    log_warn ("--write-behind %" PRIu32 " with no --write-mostly member: "
+              "every write stays synchronous until a member is made "
+              "write-mostly ('mdfusectl write-mostly --set')", o.write_behind);
+  o.write_mostly = any_wm ? wm : NULL;
+  if (rc == 0 && create_array (&o, (const char *const *) members,
+                               (size_t) n) < 0)
+    rc = EXIT_FAIL;
+  free (members);
+  free (wm);
+  if (rc)
+    return rc < 0 ? 0 : rc;
   uint64_t chunk = o.chunk ? o.chunk : bitmap_default_chunk (o.volume_bytes);
   char vs[32], cs[32];
   format_bytes (o.volume_bytes, vs, sizeof vs);
   format_bytes (chunk, cs, sizeof cs);
-  printf ("created a %zu-member mirror of %s, chunk %s, bitmap %s\n", n, vs,
+  printf ("created a %d-member mirror of %s, chunk %s, bitmap %s\n", n, vs,
           cs, o.bitmap);
   return 0;
 }
@@ -271,6 +321,12 @@ examine_one (const char *path)
   printf ("%16s : %" PRIu64 " sectors\n", "Data Offset", s->data_offset);
   printf ("%16s : %" PRIu64 " sectors\n", "Super Offset", s->super_offset);
   printf ("%16s : %s\n", "Device UUID", duuid);
+  if (s->devflags) {
+    /* As mdadm --examine shows them. */
+    printf ("%16s :%s%s\n", "Flags",
+            (s->devflags & SB_DEVFLAG_WRITE_MOSTLY) ? " write-mostly" : "",
+            (s->devflags & 2) ? " failfast" : "");
+  }
   print_time ("Update Time", s->utime);
   printf ("%16s : %" PRIu64 "\n", "Events", s->events);
   printf ("%16s : %s\n", "State", sb_state_name (s));
@@ -444,6 +500,11 @@ cmd_examine_bitmap (int argc, char **argv)
   printf ("%16s : %s\n", "State", bitmap_state_name (h.state));
   printf ("%16s : %" PRIu32 "\n", "Chunksize", h.chunksize);
   printf ("%16s : %" PRIu32 "s flush period\n", "Daemon", h.daemon_sleep);
+  if (h.write_behind)
+    printf ("%16s : Allow write behind, max %" PRIu32 "\n", "Write Mode",
+            h.write_behind);
+  else
+    printf ("%16s : Normal\n", "Write Mode");
   printf ("%16s : %" PRIu64 "\n", "Sync Size", h.sync_size * 512);
   printf ("%16s : %" PRIu64 " bits (chunks), %" PRIu64 " dirty (%.1f%%)\n",
           "Bitmap", chunks, dirty,
@@ -454,4 +515,41 @@ cmd_examine_bitmap (int argc, char **argv)
     draw_map (buf, chunks, h.chunksize, '#');
   free (buf);
   return st == BITMAP_HEADER_OK ? 0 : EXIT_FOUND;
+}
+
+int
+cmd_write_mostly (int argc, char **argv)
+{
+  static const struct option longopts[] = {
+    { "set", no_argument, NULL, 's' },
+    { "clear", no_argument, NULL, 'c' },
+    { "help", no_argument, NULL, 'h' },
+    { NULL, 0, NULL, 0 },
+  };
+  int set = -1;
+  int c;
+  while ((c = getopt_long (argc, argv, "h", longopts, NULL)) != -1) {
+    switch (c) {
+    case 's': set = 1; break;
+    case 'c': set = 0; break;
+    case 'h': usage ("write-mostly"); return 0;
+    default: return usage_error ("write-mostly", NULL);
+    }
+  }
+  if (set < 0)
+    return usage_error ("write-mostly", "--set or --clear is needed");
+  int u = check_operands ("write-mostly", argc, argv, optind, 1, -1,
+                          "MEMBER...");
+  if (u)
+    return u;
+  int rc = 0;
+  for (int i = optind; i < argc; i++) {
+    if (member_set_write_mostly (argv[i], set == 1) < 0) {
+      rc = EXIT_FAIL;
+      continue;
+    }
+    printf ("%s: %s\n", argv[i], set ? "write-mostly (read only when no "
+            "other member can serve)" : "no longer write-mostly");
+  }
+  return rc;
 }
