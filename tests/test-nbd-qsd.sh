@@ -3,7 +3,7 @@
 # implementation beside nbdkit (issue 16).
 #
 # Claims tested, on a three-member volume (two local files, one export of
-# qemu-storage-daemon over a Unix socket):
+# qemu-storage-daemon over a Unix socket, write-mostly, written behind):
 #   - create writes the superblock at the end of the export (mdadm reads it
 #     in the file behind the server: active device 2 of 3);
 #   - writes reach all three; after a clean unmount the three data areas
@@ -56,15 +56,17 @@ stop_qsd() {
 cleanup_fn stop_qsd KILL
 
 start_qsd
-make_array --members 3 --size 64M --chunk 1M --daemon-sleep 1 --nbd "$uri" "$tmpdir/export/m2.img"
+make_array --members 3 --size 64M --chunk 1M --daemon-sleep 1 --write-mostly 2 --write-behind 64 \
+    --nbd "$uri" "$tmpdir/export/m2.img"
 m0=${ARRAY_MEMBERS[0]} m1=${ARRAY_MEMBERS[1]} mnt=$ARRAY_MNT
 
 info "the superblock at the end of the export"
 mdadm --examine export/m2.img >mdadm.out 2>&1 || { cat mdadm.out >&2; fail "mdadm --examine of the export failed"; }
 grep -q "Raid Devices : 3" mdadm.out || { cat mdadm.out >&2; fail "mdadm: not a 3-member array"; }
 grep -q "Device Role : Active device 2" mdadm.out || { cat mdadm.out >&2; fail "mdadm: the export is not active device 2"; }
-assert_status "$mnt" ".state == \"active\" and .active == 3 and .members[2].path == \"$uri\"" \
-    "a 3-member volume with the qemu-storage-daemon export"
+assert_status "$mnt" ".state == \"active\" and .active == 3 and .members[2].path == \"$uri\"
+    and .members[2].write_mostly and (.members[0].write_mostly | not)" \
+    "a 3-member volume with the qemu-storage-daemon export, write-mostly"
 
 info "writes reach all three"
 head -c $((16 * C)) /dev/urandom >data
