@@ -115,6 +115,12 @@ io_rtt_ns (struct io_file *f)
   return f->ops->rtt_ns ? f->ops->rtt_ns (f) : 0;
 }
 
+unsigned
+io_max_inflight (struct io_file *f)
+{
+  return f->ops->max_inflight ? f->ops->max_inflight (f) : 0;
+}
+
 bool
 io_can_reconnect (const struct io_file *f)
 {

@@ -56,6 +56,8 @@ struct io_ops {
   /* For a member on a connection: the round-trip time of its recent
    * small requests, in ns (0: none measured yet). */
   uint64_t (*rtt_ns) (struct io_file *f);
+  /* How many requests it serves at once (NULL: as many as are sent). */
+  unsigned (*max_inflight) (struct io_file *f);
 };
 
 struct io_file {
@@ -90,6 +92,8 @@ int io_reconnect (struct io_file *f);
 /* The round-trip time of F's recent small requests in ns; 0 when F is not
  * on a connection or none was measured. */
 uint64_t io_rtt_ns (struct io_file *f);
+/* How many requests F serves at once; 0: no limit. */
+unsigned io_max_inflight (struct io_file *f);
 /* Whether F is on a connection that io_reconnect can make again. */
 bool io_can_reconnect (const struct io_file *f);
 

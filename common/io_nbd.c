@@ -445,6 +445,14 @@ request (struct io_file *f, enum nbd_op op, void *buf, size_t len,
   return r;
 }
 
+/* One request at a time on the connection (request() holds the lock). */
+static unsigned
+nbd_max_inflight_op (struct io_file *f)
+{
+  (void) f;
+  return 1;
+}
+
 static uint64_t
 nbd_rtt_ns_op (struct io_file *f)
 {
@@ -563,6 +571,7 @@ static const struct io_ops nbd_ops = {
   .punch_hole = nbd_punch_hole_op,
   .reconnect = nbd_reconnect_op,
   .rtt_ns = nbd_rtt_ns_op,
+  .max_inflight = nbd_max_inflight_op,
   /* No identity: an export is no file on a local filesystem, so it never
    * shares one with the bitmap, and two URIs are compared as names. */
 };

@@ -137,10 +137,24 @@ array_behind_start (struct array *a)
   struct array_behind *b = &a->behind;
   if (b->max == 0 || b->nthreads > 0)
     return 0;
-  bool any_wm = false;
-  for (uint32_t s = 0; s < a->nslots; s++)
-    any_wm |= write_mostly_of (a, s);
-  unsigned want = b->max < BEHIND_THREADS_MAX ? b->max : BEHIND_THREADS_MAX;
+  /* As many threads as the write-mostly members take requests at once:
+   * more would only queue on a member that serves one at a time (an NBD
+   * connection), and each costs the writer a wake-up. */
+  bool any_wm = false, unlimited = false;
+  unsigned want = 0;
+  for (uint32_t s = 0; s < a->nslots; s++) {
+    if (!write_mostly_of (a, s))
+      continue;
+    any_wm = true;
+    unsigned m = a->m[s].io ? io_max_inflight (a->m[s].io) : 0;
+    if (m == 0)
+      unlimited = true;
+    want += m;
+  }
+  if (unlimited || want == 0 || want > BEHIND_THREADS_MAX)
+    want = BEHIND_THREADS_MAX;
+  if (want > b->max)
+    want = b->max;
   for (unsigned i = 0; i < want; i++) {
     int e = pthread_create (&b->threads[i], NULL, behind_main, a);
     if (e) {
