@@ -437,10 +437,6 @@ resync_log (struct array *a, const struct array_resync_stats *st, int r)
     log_info ("resync: copied %" PRIu64 " of %" PRIu64 " chunks (%" PRIu64
               " bytes, %s) in %.3f s%s", st->chunks_copied, st->chunks_total,
               st->bytes_copied, bytes, st->seconds, st->full ? " (full)" : "");
-  if (r == 0 && (a->resync.plan.any_target || st->chunks_copied))
-    array_notice (a, NOTICE_RESYNC_FINISHED, NULL, st->chunks_copied);
-  else if (r < 0 && r != -ECANCELED)
-    array_notice (a, NOTICE_RESYNC_FAILED, NULL, st->chunks_copied);
   else if (r == -ECANCELED)
     log_warn ("resync stopped after %" PRIu64 " of %" PRIu64 " chunks; the "
               "next mount resumes it", st->chunks_copied,
@@ -449,6 +445,12 @@ resync_log (struct array *a, const struct array_resync_stats *st, int r)
     log_error ("resync failed after %" PRIu64 " chunk%s: %s; the chunks it "
                "did not copy keep their bits, and the next mount copies them",
                st->chunks_copied, plural (st->chunks_copied), strerror (-r));
+  /* For the monitor: a resync that ran (not a mount with nothing to
+   * copy), or one that failed. */
+  if (r == 0 && (a->resync.plan.any_target || st->chunks_copied))
+    array_notice (a, NOTICE_RESYNC_FINISHED, NULL, st->chunks_copied);
+  else if (r < 0 && r != -ECANCELED)
+    array_notice (a, NOTICE_RESYNC_FAILED, NULL, st->chunks_copied);
 }
 
 static int

@@ -91,6 +91,10 @@ is_mounted "$tmpdir/mnt" && fail "a refused mdfuse left a mount"
 uuid=$("$MDFUSECTL" examine m/m0 | sed -n 's/^ *Array UUID : //p')
 [[ -n $uuid ]] || fail "examine shows no Array UUID"
 start_mdfuse -o bitmap=bm/b m/m0:m/m1 mnt
+# A clean mount of a new array has nothing to say that is an error.
+if grep -E "error|warning" "$MDFUSE_LOG" >&2; then
+    fail "a clean mount logged an error or a warning (above)"
+fi
 "$MDFUSECTL" status mnt | grep -F "uuid $uuid, name cli-test" >/dev/null ||
     fail "status does not show the uuid and name: $("$MDFUSECTL" status mnt)"
 "$MDFUSECTL" status --json mnt | jq -e --arg u "$uuid" '.uuid == $u and .name == "cli-test"' >/dev/null ||
