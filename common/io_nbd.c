@@ -117,7 +117,15 @@ io_nbd_display_name (const char *uri, char *buf, size_t len)
 #define RTT_MAX_LEN (64u << 10)
 
 struct nbd_priv {
-  pthread_mutex_t lock;         /* one request at a time */
+  /* Requests go out side by side, many on the connection at once; one
+   * thread at a time, the driver, moves the connection on (poll and
+   * libnbd's notify calls, without the lock) and the others wait on COND
+   * for their answers or for the driver's turn.  The connection is closed
+   * only under the lock with no driver. */
+  pthread_mutex_t lock;
+  pthread_cond_t cond;          /* a drive pass ended; the connection changed */
+  bool driving;
+  unsigned gen;                 /* connections closed so far */
   struct nbd_handle *nbd;       /* NULL: no connection (lost, or closed) */
   char *uri;                    /* as given, to connect again */
   int flags;                    /* IO_OPEN_* */
@@ -137,7 +145,8 @@ req_complete (void *opaque, int *error)
 {
   struct nbd_req *r = opaque;
   r->err = *error;
-  r->done = true;
+  /* Read by the request's own thread, which may not hold the lock. */
+  __atomic_store_n (&r->done, true, __ATOMIC_RELEASE);
   return 1;                     /* retired: nothing to collect later */
 }
 
@@ -153,6 +162,47 @@ static bool
 connection_gone (struct nbd_handle *h)
 {
   return nbd_aio_is_dead (h) > 0 || nbd_aio_is_closed (h) > 0;
+}
+
+/* One pass of the connection: wait for it (at most SECONDS) and let libnbd
+ * read or write what it can, answers' callbacks included.  0, or
+ * -ENOTCONN when the connection ended (P->why says why). */
+static int
+drive_once (struct nbd_priv *p, struct nbd_handle *h, double seconds)
+{
+  if (connection_gone (h)) {
+    if (!p->why[0])
+      snprintf (p->why, sizeof p->why, "%s", nbd_get_error ()
+                ? nbd_get_error () : "the server closed the connection");
+    return -ENOTCONN;
+  }
+  unsigned dir = nbd_aio_get_direction (h);
+  struct pollfd pfd = {
+    .fd = nbd_aio_get_fd (h),
+    .events = (short) (((dir & LIBNBD_AIO_DIRECTION_READ) ? POLLIN : 0)
+                       | ((dir & LIBNBD_AIO_DIRECTION_WRITE) ? POLLOUT : 0)),
+  };
+  if (pfd.fd < 0) {
+    snprintf (p->why, sizeof p->why, "%s", nbd_get_error ()
+              ? nbd_get_error () : "no connection");
+    return -ENOTCONN;
+  }
+  int n = poll (&pfd, 1, (int) (seconds * 1000) + 1);
+  if (n < 0 && errno != EINTR) {
+    snprintf (p->why, sizeof p->why, "poll: %s", strerror (errno));
+    return -ENOTCONN;
+  }
+  if (n <= 0)
+    return 0;
+  int r = 0;
+  if (pfd.revents & (POLLIN | POLLHUP | POLLERR))
+    r = nbd_aio_notify_read (h);
+  else if (pfd.revents & POLLOUT)
+    r = nbd_aio_notify_write (h);
+  if (r < 0)
+    snprintf (p->why, sizeof p->why, "%s", nbd_get_error ()
+              ? nbd_get_error () : "connection lost");
+  return connection_gone (h) ? -ENOTCONN : 0;
 }
 
 /* Move the connection on until DONE says so, the connection ends, or
@@ -209,7 +259,7 @@ drive (struct nbd_priv *p, struct nbd_handle *h, bool (*done) (void *),
 static bool
 req_is_done (void *arg)
 {
-  return ((struct nbd_req *) arg)->done;
+  return __atomic_load_n (&((struct nbd_req *) arg)->done, __ATOMIC_ACQUIRE);
 }
 
 static bool
@@ -349,9 +399,52 @@ nbd_connect (struct nbd_priv *p, const char *name)
 static void
 drop_connection (struct nbd_priv *p)
 {
+  while (p->driving)
+    pthread_cond_wait (&p->cond, &p->lock);
   if (p->nbd) {
     nbd_close (p->nbd);
     p->nbd = NULL;
+    p->gen++;
+  }
+  pthread_cond_broadcast (&p->cond);
+}
+
+/* Wait, with the lock held, for REQ's answer: driving the connection when
+ * no other thread does, else waiting for the driver.  0 when answered;
+ * -ETIMEDOUT at DEADLINE; -ENOTCONN when the connection ended (P->why);
+ * -ECONNRESET when another request closed it meanwhile. */
+static int
+wait_answer (struct nbd_priv *p, struct nbd_req *req, double deadline)
+{
+  unsigned gen = p->gen;
+  for (;;) {
+    if (req_is_done (req))
+      return 0;
+    if (p->gen != gen || !p->nbd)
+      return -ECONNRESET;
+    double left = deadline - now_mono ();
+    if (left <= 0)
+      return -ETIMEDOUT;
+    double slice = left < 0.05 ? left : 0.05;
+    if (!p->driving) {
+      p->driving = true;
+      struct nbd_handle *h = p->nbd;
+      pthread_mutex_unlock (&p->lock);
+      int r = drive_once (p, h, slice);
+      pthread_mutex_lock (&p->lock);
+      p->driving = false;
+      pthread_cond_broadcast (&p->cond);
+      if (r < 0 && !req_is_done (req))
+        return r;
+    }
+    else {
+      struct timespec ts;
+      clock_gettime (CLOCK_MONOTONIC, &ts);
+      long ns = ts.tv_nsec + (long) (slice * 1e9);
+      ts.tv_sec += ns / 1000000000L;
+      ts.tv_nsec = ns % 1000000000L;
+      pthread_cond_timedwait (&p->cond, &p->lock, &ts);
+    }
   }
 }
 
@@ -412,18 +505,20 @@ request (struct io_file *f, enum nbd_op op, void *buf, size_t len,
     }
   }
   else {
-    r = drive (p, p->nbd, req_is_done, &req, deadline);
+    r = wait_answer (p, &req, deadline);
     if (r == -ETIMEDOUT) {
       log_error ("%s: no answer to a %zu-byte %s at %" PRIu64 " within %u s "
                  "(member_timeout); connection closed", f->name, len,
                  op_names[op], off, t);
       drop_connection (p);
     }
+    else if (r == -ECONNRESET)
+      r = -ENOTCONN;            /* closed by another request, which said why */
     else if (r < 0) {
       log_error ("%s: connection lost: %s", f->name, p->why);
       drop_connection (p);
     }
-    else if (req.err && connection_gone (p->nbd)) {
+    else if (req.err && p->nbd && connection_gone (p->nbd)) {
       /* The connection ended with the request in flight. */
       log_error ("%s: connection lost: %s", f->name, p->why[0] ? p->why
                  : "the server closed the connection");
@@ -445,12 +540,13 @@ request (struct io_file *f, enum nbd_op op, void *buf, size_t len,
   return r;
 }
 
-/* One request at a time on the connection (request() holds the lock). */
+/* Requests side by side on the connection: as many as write-behind
+ * should keep in flight. */
 static unsigned
 nbd_max_inflight_op (struct io_file *f)
 {
   (void) f;
-  return 1;
+  return 8;
 }
 
 static uint64_t
@@ -556,6 +652,7 @@ nbd_close_op (struct io_file *f)
   drop_connection (p);
   pthread_mutex_unlock (&p->lock);
   pthread_mutex_destroy (&p->lock);
+  pthread_cond_destroy (&p->cond);
   free (p->uri);
   free (p);
   free (f->name);
@@ -599,6 +696,11 @@ io_nbd_open (const char *uri, int flags)
     return NULL;
   }
   pthread_mutex_init (&p->lock, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init (&ca);
+  pthread_condattr_setclock (&ca, CLOCK_MONOTONIC);
+  pthread_cond_init (&p->cond, &ca);
+  pthread_condattr_destroy (&ca);
   p->flags = flags;
   f->ops = &nbd_ops;
   f->priv = p;
