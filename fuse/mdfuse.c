@@ -25,7 +25,7 @@
 #include "fuse/wire.h"
 
 /* The transport when -o transport is not given (docs/performance.md). */
-#define DEFAULT_TRANSPORT "loop"
+#define DEFAULT_TRANSPORT "auto"
 
 #define OPT(t, p) { t, offsetof (struct mdfuse_config, p), 1 }
 static const struct fuse_opt mdfuse_opts[] = {
