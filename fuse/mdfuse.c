@@ -21,7 +21,11 @@
 #include "common/util.h"
 #include "fuse/loop.h"
 #include "fuse/mdfuse.h"
+#include "fuse/ring.h"
 #include "fuse/wire.h"
+
+/* The transport when -o transport is not given (docs/performance.md). */
+#define DEFAULT_TRANSPORT "auto"
 
 #define OPT(t, p) { t, offsetof (struct mdfuse_config, p), 1 }
 static const struct fuse_opt mdfuse_opts[] = {
@@ -38,6 +42,7 @@ static const struct fuse_opt mdfuse_opts[] = {
   { "resync_min=%s", offsetof (struct mdfuse_config, resync_min), 0 },
   { "resync_max=%s", offsetof (struct mdfuse_config, resync_max), 0 },
   { "member_timeout=%s", offsetof (struct mdfuse_config, member_timeout), 0 },
+  { "transport=%s", offsetof (struct mdfuse_config, transport), 0 },
   FUSE_OPT_END
 };
 
@@ -111,8 +116,14 @@ usage (const char *prog)
           "    -o noparallel_writes   direct writes through one open file "
           "of the volume one at a\n"
           "                           time (by default side by side, Linux "
-          "6.2 and later)\n\n",
-          prog, IO_NBD_DEFAULT_TIMEOUT);
+          "6.2 and later)\n"
+          "    -o transport=T         how requests reach mdfuse: loop "
+          "(/dev/fuse), ring (FUSE\n"
+          "                           over io_uring, Linux 6.14 and later, "
+          "enable_uring=Y) or\n"
+          "                           auto (the ring when the kernel allows "
+          "it; default %s)\n\n",
+          prog, IO_NBD_DEFAULT_TIMEOUT, DEFAULT_TRANSPORT);
 }
 
 int
@@ -125,6 +136,7 @@ main (int argc, char **argv)
   int rc = 1;
   struct fuse_session *se = NULL;
   struct mdfuse mf = { 0 };
+  struct ring *ring = NULL;
 
   /* Usage errors exit 2, with a pointer to --help (GNU's convention). */
   if (fuse_opt_parse (&args, &conf, mdfuse_opts, opt_proc) < 0
@@ -149,6 +161,24 @@ main (int argc, char **argv)
     log_error ("%s", !conf.members ? "no members and no mount point given"
                : "no mount point given");
     rc = 2;
+    goto out;
+  }
+  const char *transport = conf.transport ? conf.transport
+    : DEFAULT_TRANSPORT;
+  if (strcmp (transport, "loop") != 0 && strcmp (transport, "ring") != 0
+      && strcmp (transport, "auto") != 0) {
+    log_error ("-o transport=%s: not loop, ring or auto", transport);
+    rc = 2;
+    goto out;
+  }
+  /* The ring only where the kernel allows it; asked for by name, it must
+   * be had: refused here, before any file is touched. */
+  char ring_why[256] = "";
+  bool want_ring = strcmp (transport, "loop") != 0
+    && ring_enabled (ring_why, sizeof ring_why);
+  if (strcmp (transport, "ring") == 0 && !want_ring) {
+    log_error ("-o transport=ring: FUSE over io_uring is not available: %s",
+               ring_why);
     goto out;
   }
   if (access ("/dev/fuse", R_OK | W_OK) != 0) {
@@ -257,9 +287,19 @@ main (int argc, char **argv)
   if (!conf.nouring && !opts.singlethread)
     mf.loop = loop_new (se, mf.array, opts.max_threads ? opts.max_threads
                         : 10);
+  /* FUSE over io_uring (ring.c): its queues register once INIT is
+   * answered, by the loop below. */
+  if (want_ring && !(ring = ring_new (se, mf.array, mf.loop,
+                                      opts.max_threads ? opts.max_threads
+                                      : 10, strcmp (transport, "ring") == 0))
+      && strcmp (transport, "ring") == 0)
+    goto out_unmount;
   stop_serving (se);
   log_info ("%s: serving %s (%" PRIu64 " bytes)", opts.mountpoint,
             VOLUME_NAME, array_size (mf.array));
+  if (!ring)
+    log_info ("serving through the session loop%s%s%s",
+              ring_why[0] ? " (" : "", ring_why, ring_why[0] ? ")" : "");
 
   int lr;
   if (mf.loop)
@@ -279,15 +319,18 @@ main (int argc, char **argv)
       lr = fuse_session_loop (se);
   }
   /* An unmount or a stop: both end the loop normally. */
-  rc = lr < 0 ? 1 : 0;
+  rc = lr < 0 || ring_failed (ring) ? 1 : 0;
 
 out_unmount:
   /* The stop watcher leaves the loop alone from here on; the loop's
    * workers finish what they hold before the members close. */
   stop_close ();
+  ring_stop (ring);
   loop_free (mf.loop);
   mf.loop = NULL;
   fuse_session_unmount (se);
+  ring_free (ring);
+  ring = NULL;
 out_array:
   /* Every request has been answered: shut down cleanly (SPEC §5). */
   stop_close ();
@@ -309,6 +352,7 @@ out:
   free (conf.resync_min);
   free (conf.resync_max);
   free (conf.member_timeout);
+  free (conf.transport);
   fuse_opt_free_args (&args);
   return rc;
 }

@@ -28,6 +28,7 @@ struct mdfuse_config {
   int bitmap_same_device;
   int nouring;
   int parallel_writes;          /* FOPEN_PARALLEL_DIRECT_WRITES (wire.c) */
+  char *transport;              /* loop, ring or auto (ring.c) */
   char *resync_min, *resync_max;        /* sizes per second */
   int resync_first;             /* copy before serving, as md does not */
   char *member_timeout;         /* seconds an NBD member's request may take */

@@ -1,5 +1,6 @@
-/* Two flags of the FUSE protocol that libfuse 3.14 (Debian 12) cannot
- * send, added to its replies on their way to /dev/fuse.
+/* Flags of the FUSE protocol that libfuse 3.14 (Debian 12) cannot send,
+ * added to its replies on their way to /dev/fuse; and the replies that go
+ * to a ring entry instead (FUSE over io_uring, ring.c).
  *
  * FOPEN_PARALLEL_DIRECT_WRITES, in an OPEN reply (struct fuse_open_out,
  * Linux 6.2 and later): the kernel then takes the inode lock shared, not
@@ -19,6 +20,13 @@
  * ones.  libfuse 3.14's struct fuse_conn_info has 32 bits of capabilities
  * and the flag is bit 36.
  *
+ * FUSE_OVER_IO_URING, in the INIT reply (flags2; Linux 6.14 and later):
+ * the daemon will register io_uring queues and take requests from them
+ * (ring.c).  A request taken from a ring entry is answered in that entry,
+ * not on /dev/fuse: the thread that runs it through libfuse names the
+ * entry with wire_set_sink, and its reply, known by its unique id, goes
+ * there once the flags above are added.
+ *
  * How: libfuse sends every reply through the session's custom I/O
  * (fuse_session_custom_io, libfuse 3.13 and later), and a reply is sent
  * by the thread that builds it, before the call that builds it returns.
@@ -36,8 +44,14 @@
 #include "common/log.h"
 #include "fuse/wire.h"
 
-/* The INIT flags mdfuse adds to libfuse's where the kernel offers them. */
-static const uint64_t init_want = FUSE_DIRECT_IO_ALLOW_MMAP;
+/* The INIT flags mdfuse adds to libfuse's where the kernel offers them
+ * (FUSE_OVER_IO_URING too, when ring.c asks for it). */
+static uint64_t init_want = FUSE_DIRECT_IO_ALLOW_MMAP;
+static void (*ring_on_init) (void *arg, bool granted);
+static void *ring_on_init_arg;
+
+/* Where this thread's reply to one request goes (wire_set_sink). */
+static __thread struct wire_sink *reply_sink;
 
 /* The INIT request (there is one per session, answered before the kernel
  * sends anything else): its unique id and the flags it offered. */
@@ -70,9 +84,32 @@ wire_request (const void *buf, size_t len)
   __atomic_store_n (&init_seen, true, __ATOMIC_RELEASE);
 }
 
+void
+wire_set_sink (struct wire_sink *sink)
+{
+  reply_sink = sink;
+}
+
+void
+wire_want_ring (void (*on_init) (void *arg, bool granted), void *arg)
+{
+  ring_on_init = on_init;
+  ring_on_init_arg = arg;
+  if (on_init)
+    init_want |= FUSE_OVER_IO_URING;
+  else
+    init_want &= ~FUSE_OVER_IO_URING;
+}
+
+/* A reply, to this thread's sink if it is for the sink's request, else
+ * to /dev/fuse. */
 static ssize_t
 full_writev (int fd, const struct iovec *iov, int count)
 {
+  const struct fuse_out_header *out = iov[0].iov_base;
+  if (reply_sink && iov[0].iov_len >= sizeof *out
+      && out->unique == reply_sink->unique)
+    return reply_sink->send (reply_sink, iov, count);
   ssize_t w;
   do
     w = writev (fd, iov, count);
@@ -97,7 +134,7 @@ send_open (int fd, const struct iovec *iov)
  * is added unless libfuse's reply carries FUSE_INIT_EXT: only then does
  * the kernel read flags2. */
 static ssize_t
-send_init (int fd, const struct iovec *iov, size_t n)
+send_init (int fd, const struct iovec *iov, size_t n, uint64_t *granted)
 {
   struct fuse_init_out arg;
   memset (&arg, 0, sizeof arg);
@@ -112,6 +149,7 @@ send_init (int fd, const struct iovec *iov, size_t n)
     log_info ("/dev/fuse: the kernel does not offer "
               "FUSE_DIRECT_IO_ALLOW_MMAP (Linux 6.6 and later): "
               "mmap(MAP_SHARED) of %s fails with ENODEV", VOLUME_NAME);
+  *granted = add;
   const struct iovec patched[2] = { iov[0], { &arg, n } };
   return full_writev (fd, patched, 2);
 }
@@ -121,19 +159,29 @@ wire_writev (int fd, struct iovec *iov, int count, void *userdata)
 {
   (void) userdata;
   const struct fuse_out_header *out = iov[0].iov_base;
-  if (count == 2 && iov[0].iov_len == sizeof *out && out->error == 0) {
-    if (open_extra && iov[1].iov_len == sizeof (struct fuse_open_out))
-      return send_open (fd, iov);
-    if (__atomic_load_n (&init_seen, __ATOMIC_ACQUIRE)
-        && out->unique == __atomic_load_n (&init_unique, __ATOMIC_RELAXED)
-        && iov[1].iov_len >= offsetof (struct fuse_init_out, flags2)
-        + sizeof (uint32_t)
-        && iov[1].iov_len <= sizeof (struct fuse_init_out)) {
-      __atomic_store_n (&init_seen, false, __ATOMIC_RELAXED);
-      return send_init (fd, iov, iov[1].iov_len);
-    }
-  }
-  return full_writev (fd, iov, count);
+  if (count == 2 && iov[0].iov_len == sizeof *out && out->error == 0
+      && open_extra && iov[1].iov_len == sizeof (struct fuse_open_out))
+    return send_open (fd, iov);
+  if (!__atomic_load_n (&init_seen, __ATOMIC_ACQUIRE)
+      || out->unique != __atomic_load_n (&init_unique, __ATOMIC_RELAXED))
+    return full_writev (fd, iov, count);
+  /* The INIT reply. */
+  __atomic_store_n (&init_seen, false, __ATOMIC_RELAXED);
+  uint64_t granted = 0;
+  ssize_t w;
+  if (count == 2 && iov[0].iov_len == sizeof *out && out->error == 0
+      && iov[1].iov_len >= offsetof (struct fuse_init_out, flags2)
+      + sizeof (uint32_t)
+      && iov[1].iov_len <= sizeof (struct fuse_init_out))
+    w = send_init (fd, iov, iov[1].iov_len, &granted);
+  else
+    w = full_writev (fd, iov, count);
+  /* The kernel has taken the reply (its INIT is done) when writev
+   * returns: ring.c may register its queues now. */
+  if (ring_on_init)
+    ring_on_init (ring_on_init_arg,
+                  w >= 0 && (granted & FUSE_OVER_IO_URING) != 0);
+  return w;
 }
 
 /* libfuse's own loop (-o nouring, -s) receives through this. */

@@ -177,10 +177,41 @@ require_binaries() {
         fail "mdfusectl binary not found: $MDFUSECTL (set MDFUSECTL)"
 }
 
+# FUSE over io_uring (mdfuse -o transport=ring, fuse/ring.c): the kernel
+# allows it only while root has written Y to this switch.
+ring_switch=/sys/module/fuse/parameters/enable_uring
+
+# True when MDFUSE_TEST_OPTS asks every daemon for the ring.
+ring_wanted() {
+    [[ ,${MDFUSE_TEST_OPTS:-}, == *,transport=ring,* ]]
+}
+
+_ring_switch_restore() {
+    printf '%s\n' "$1" >"$ring_switch" ||
+        printf '%s: cannot put %s back to %s\n' "$test_name" "$ring_switch" "$1" >&2
+}
+
+# require_ring: turn the kernel's switch on for this test and put it back
+# as it was at exit.  The ring asked for and not to be had is a failure,
+# never a skip: a test that says it ran on the ring must have.
+require_ring() {
+    local was
+    [[ -e $ring_switch ]] ||
+        fail "transport=ring: $ring_switch is missing: this kernel ($(uname -r)) has no FUSE over io_uring (Linux 6.14 and later, CONFIG_FUSE_IO_URING)"
+    was=$(cat "$ring_switch") || fail "transport=ring: cannot read $ring_switch"
+    if [[ $was != Y ]]; then
+        printf 'Y\n' >"$ring_switch" || fail "transport=ring: cannot write Y to $ring_switch"
+        cleanup_fn _ring_switch_restore "$was"
+    fi
+}
+
 # The common requirements of the FUSE tests.
 require_mdfuse_env() {
     require_root
     require_fuse
+    if ring_wanted; then
+        require_ring
+    fi
     requires findmnt
     requires losetup
     requires mountpoint
@@ -414,6 +445,12 @@ start_mdfuse() {
         fi
         sleep 0.1
     done
+    # With the ring asked for, it must be what serves (the first request,
+    # the lookup of volume above, came only once every queue was ready).
+    if ring_wanted && ! grep -q "serving through FUSE io_uring queues" "$log"; then
+        _show_log "$log"
+        fail "transport=ring asked for, but $log does not say the FUSE io_uring queues serve"
+    fi
     # The volume is served at once; the resync runs in the background.
     # Unless MDFUSE_NO_WAIT is set, wait for it to end (mdfusectl wait),
     # so that a test sees the members as the resync leaves them.  wait

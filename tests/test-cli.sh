@@ -59,6 +59,19 @@ usage_error "--size SIZE is required" "$MDFUSECTL" create --bitmap bm/x m/x0 m/x
 usage_error "--rate 1Q: not a size" "$MDFUSECTL" check --rate 1Q mnt
 usage_error "no members and no mount point given" "$MDFUSE"
 usage_error "unknown option" "$MDFUSE" -f -o bitmap=bm/x,frobnicate m/x0:m/x1 mnt
+usage_error "-o transport=bogus: not loop, ring or auto" "$MDFUSE" -f -o bitmap=bm/x,transport=bogus m/x0:m/x1 mnt
+# transport=ring where the kernel does not allow it: refused before any
+# file is touched, never served through the loop instead.
+if [[ -e $ring_switch ]]; then
+    ring_was=$(cat "$ring_switch")
+    cleanup_fn _ring_switch_restore "$ring_was"
+    echo N >"$ring_switch"
+    st=0
+    "$MDFUSE" -f -o bitmap=bm/x,transport=ring m/x0:m/x1 mnt 2>"$tmpdir/err" || st=$?
+    [[ $st -eq 1 ]] || fail "transport=ring with $ring_switch N exited $st, expected 1"
+    grep -qF "enable_uring is N" "$tmpdir/err" || fail "transport=ring refused without saying why: $(cat "$tmpdir/err")"
+    echo "$ring_was" >"$ring_switch"
+fi
 [[ ! -e m/x0 && ! -e bm/x ]] || fail "a usage error left files behind"
 
 # Sizes: a fraction, and errors that say why; nothing is created then.
