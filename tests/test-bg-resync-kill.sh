@@ -44,6 +44,18 @@ run_fio() { # SEED
     writer=$!
 }
 
+# Wait until fio is under way (on a loaded machine it takes a while to
+# start): 64 of its writes have reached m0, which the resync does not
+# write (it copies m0 to m1).
+fio_under_way() {
+    local i w0=$1
+    for ((i = 0; i < 300; i++)); do
+        [[ $(faultfs_stat "$tmpdir/m" pwrite:m0) -ge $((w0 + 64)) ]] && return 0
+        sleep 0.1
+    done
+    fail "fio did not get 64 writes to m0 in 30 s"
+}
+
 # Every write fio saw complete in the last cycle reads back intact.
 verify_acked() { # WHAT
     local n
@@ -58,8 +70,10 @@ verify_acked() { # WHAT
 }
 
 # Cycle 0: dirty the volume under fio and kill.
+w0=$(faultfs_stat "$tmpdir/m" pwrite:m0)
 run_fio 1
-sleep 1
+fio_under_way "$w0"
+sleep 0.5
 kill_mdfuse stop_fio "$writer"
 
 in_resync=0 with_differ=0
@@ -72,7 +86,9 @@ for ((cycle = 1; cycle <= cycles; cycle++)); do
 
     MDFUSE_NO_WAIT=1 mount_array -o resync_min=2M,resync_max=6M
     verify_acked "cycle $cycle (previous writes, read during the resync)"
+    w0=$(faultfs_stat "$tmpdir/m" pwrite:m0)
     run_fio $((cycle + 1))
+    fio_under_way "$w0"
     sleep "$(awk -v r="$RANDOM" 'BEGIN { printf "%.2f", 0.3 + (r % 90) / 100 }')"
     if "$MDFUSECTL" status --json mnt | jq -e '.resync != null' >/dev/null; then
         in_resync=$((in_resync + 1))
