@@ -108,6 +108,11 @@ int array_readd_member (struct array *a, struct io_file *io,
  * while a resync runs or a member is not active, unless FORCE. */
 int array_remove_bitmap (struct array *a, bool force, char *msg,
                          size_t msglen);
+/* Whether a write may wait on a member across a network (an NBD member
+ * that is active or recovering): then the transports hand every write to
+ * a worker, since serving one in the thread that receives requests would
+ * hold the others back for a round trip. */
+bool array_writes_cross_network (struct array *a);
 /* The slot whose open file is the file (device, inode), or -1. */
 int array_slot_of_file (struct array *a, uint64_t dev, uint64_t ino);
 /* The slot whose member is NAME (an NBD URI, compared as messages show

@@ -173,6 +173,21 @@ write_one (void *arg, unsigned i)
   w->r[i] = io_pwrite_full (w->a->m[w->slot[i]].io, w->buf, w->len, w->off);
 }
 
+bool
+array_writes_cross_network (struct array *a)
+{
+  for (uint32_t s = 0; s < a->nslots; s++) {
+    int st = state_of (a, s);
+    /* A member's file changes only in a re-add, under sb_lock; the old
+     * one stays open until shutdown, so a stale pointer is still valid. */
+    struct io_file *io = __atomic_load_n (&a->m[s].io, __ATOMIC_ACQUIRE);
+    if ((st == MEMBER_ACTIVE || st == MEMBER_RECOVERING) && io
+        && io_can_reconnect (io))
+      return true;
+  }
+  return false;
+}
+
 ssize_t
 array_write (struct array *a, const void *buf, size_t len, uint64_t off)
 {

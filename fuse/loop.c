@@ -466,7 +466,8 @@ dispatch (struct loop *lp, size_t n, struct request **held)
     return;
   }
   if (in->opcode == FUSE_WRITE
-      && n <= sizeof *in + sizeof (struct fuse_write_in) + ALONE_WRITE_MAX)
+      && n <= sizeof *in + sizeof (struct fuse_write_in) + ALONE_WRITE_MAX
+      && !array_writes_cross_network (lp->array))
     *held = b;
   else
     to_worker (lp, b);

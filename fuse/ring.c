@@ -572,7 +572,8 @@ serve (struct queue *q, struct ent *e, bool alone)
   e->req_mem = mem;
   e->req_len = in.len;
   if (is_quick (in.opcode)
-      || (in.opcode == FUSE_WRITE && alone && payload <= ALONE_WRITE_MAX))
+      || (in.opcode == FUSE_WRITE && alone && payload <= ALONE_WRITE_MAX
+          && !array_writes_cross_network (q->r->array)))
     process (e, true);
   else
     to_worker (e);
