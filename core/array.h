@@ -109,7 +109,7 @@ int array_readd_member (struct array *a, struct io_file *io,
 int array_remove_bitmap (struct array *a, bool force, char *msg,
                          size_t msglen);
 /* Whether a write may wait on a member across a network (an NBD member
- * that is active or recovering): then the transports hand every write to
+ * that is active or recovering, and not written behind): then the transports hand every write to
  * a worker, since serving one in the thread that receives requests would
  * hold the others back for a round trip. */
 bool array_writes_cross_network (struct array *a);

@@ -176,8 +176,12 @@ write_one (void *arg, unsigned i)
 bool
 array_writes_cross_network (struct array *a)
 {
+  /* A write-mostly member written behind is not waited for. */
+  bool behind = array_behind_active (a) && bitmap_in_use (a);
   for (uint32_t s = 0; s < a->nslots; s++) {
     int st = state_of (a, s);
+    if (behind && write_mostly_of (a, s))
+      continue;
     /* A member's file changes only in a re-add, under sb_lock; the old
      * one stays open until shutdown, so a stale pointer is still valid. */
     struct io_file *io = __atomic_load_n (&a->m[s].io, __ATOMIC_ACQUIRE);
