@@ -26,7 +26,12 @@ cd "$tmpdir" || exit 1
 V=$((64 * 1024 * 1024)) C=$((256 * 1024))
 mkdir -p export
 truncate -s $((V + 1024 * 1024)) export/m1.img
-start_nbdkit m1 file "$tmpdir/export/m1.img"
+# One thread: nbdkit 1.32 aborts (raw_send_socket: Assertion `sock >= 0')
+# when a client closes its connection while two of its threads still
+# have replies to send, which is what giving up on a hung server does
+# with several requests in flight.  The server's survival is what this
+# test needs, not its parallelism.
+start_nbdkit m1 -t 1 file "$tmpdir/export/m1.img"
 uri=$NBD_URI nbd_pid=$NBD_PID
 make_array --size 64M --chunk 256K --daemon-sleep 1 --nbd "$uri" "$tmpdir/export/m1.img" \
     -o "member_timeout=$T"
