@@ -213,45 +213,12 @@ drive (struct nbd_priv *p, struct nbd_handle *h, bool (*done) (void *),
        void *arg, double deadline)
 {
   while (!done (arg)) {
-    if (connection_gone (h)) {
-      if (!p->why[0])
-        snprintf (p->why, sizeof p->why, "%s",
-                  nbd_get_error () ? nbd_get_error ()
-                  : "the server closed the connection");
-      return -ENOTCONN;
-    }
     double left = deadline - now_mono ();
     if (left <= 0)
       return -ETIMEDOUT;
-    unsigned dir = nbd_aio_get_direction (h);
-    struct pollfd pfd = {
-      .fd = nbd_aio_get_fd (h),
-      .events = (short) (((dir & LIBNBD_AIO_DIRECTION_READ) ? POLLIN : 0)
-                         | ((dir & LIBNBD_AIO_DIRECTION_WRITE) ? POLLOUT : 0)),
-    };
-    if (pfd.fd < 0) {
-      snprintf (p->why, sizeof p->why, "%s", nbd_get_error ()
-                ? nbd_get_error () : "no connection");
-      return -ENOTCONN;
-    }
-    int ms = (int) (left * 1000) + 1;
-    int n = poll (&pfd, 1, ms);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n < 0) {
-      snprintf (p->why, sizeof p->why, "poll: %s", strerror (errno));
-      return -ENOTCONN;
-    }
-    if (n == 0)
-      continue;
-    int r = 0;
-    if (pfd.revents & (POLLIN | POLLHUP | POLLERR))
-      r = nbd_aio_notify_read (h);
-    else if (pfd.revents & POLLOUT)
-      r = nbd_aio_notify_write (h);
-    if (r < 0)
-      snprintf (p->why, sizeof p->why, "%s", nbd_get_error ()
-                ? nbd_get_error () : "connection lost");
+    int r = drive_once (p, h, left);
+    if (r < 0 && !done (arg))
+      return r;
   }
   return 0;
 }
