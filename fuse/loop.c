@@ -417,35 +417,6 @@ interrupts_ring_read (struct loop *lp, const struct fuse_in_header *in,
   return false;
 }
 
-/* Requests libfuse answers at once, without touching a member: served in
- * the dispatcher.  Anything else may block and goes to a worker. */
-static bool
-is_quick (uint32_t opcode)
-{
-  switch (opcode) {
-  case FUSE_INIT:
-  case FUSE_DESTROY:
-  case FUSE_LOOKUP:
-  case FUSE_FORGET:
-  case FUSE_BATCH_FORGET:
-  case FUSE_GETATTR:
-  case FUSE_SETATTR:
-  case FUSE_ACCESS:
-  case FUSE_OPEN:
-  case FUSE_RELEASE:
-  case FUSE_OPENDIR:
-  case FUSE_READDIR:
-  case FUSE_READDIRPLUS:
-  case FUSE_RELEASEDIR:
-  case FUSE_STATFS:
-  case FUSE_LISTXATTR:
-  case FUSE_FALLOCATE:
-  case FUSE_INTERRUPT:
-    return true;
-  default:
-    return false;
-  }
-}
 
 /* The request in lp->cur, N bytes: served, handed on, or, for a small
  * write, kept back in *HELD to see whether it comes alone. */
@@ -461,7 +432,7 @@ dispatch (struct loop *lp, size_t n, struct request **held)
   b->len = n;
   if (in->opcode == FUSE_INIT)
     wire_request (b->mem, n);
-  if (is_quick (in->opcode)) {
+  if (wire_is_quick (in->opcode)) {
     process (lp, b);
     return;
   }

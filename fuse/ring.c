@@ -451,30 +451,6 @@ to_worker (struct ent *e)
 
 /* --- Serving ---------------------------------------------------------- */
 
-/* Requests libfuse answers at once, without touching a member. */
-static bool
-is_quick (uint32_t opcode)
-{
-  switch (opcode) {
-  case FUSE_LOOKUP:
-  case FUSE_GETATTR:
-  case FUSE_SETATTR:
-  case FUSE_ACCESS:
-  case FUSE_OPEN:
-  case FUSE_RELEASE:
-  case FUSE_OPENDIR:
-  case FUSE_READDIR:
-  case FUSE_READDIRPLUS:
-  case FUSE_RELEASEDIR:
-  case FUSE_STATFS:
-  case FUSE_LISTXATTR:
-  case FUSE_FALLOCATE:
-  case FUSE_DESTROY:
-    return true;
-  default:
-    return false;
-  }
-}
 
 static bool
 read_submit (struct queue *q, struct ent *e)
@@ -571,7 +547,7 @@ serve (struct queue *q, struct ent *e, bool alone)
   memcpy (mem + sizeof in, e->hdr->op_in, arg_len);
   e->req_mem = mem;
   e->req_len = in.len;
-  if (is_quick (in.opcode)
+  if (wire_is_quick (in.opcode)
       || (in.opcode == FUSE_WRITE && alone && payload <= ALONE_WRITE_MAX
           && !array_writes_cross_network (q->r->array)))
     process (e, true);

@@ -228,3 +228,31 @@ wire_reply_open (fuse_req_t req, const struct fuse_file_info *fi,
   open_extra = 0;               /* also when the reply was never sent */
   return r;
 }
+
+bool
+wire_is_quick (uint32_t opcode)
+{
+  switch (opcode) {
+  case FUSE_INIT:
+  case FUSE_DESTROY:
+  case FUSE_LOOKUP:
+  case FUSE_FORGET:
+  case FUSE_BATCH_FORGET:
+  case FUSE_GETATTR:
+  case FUSE_SETATTR:
+  case FUSE_ACCESS:
+  case FUSE_OPEN:
+  case FUSE_RELEASE:
+  case FUSE_OPENDIR:
+  case FUSE_READDIR:
+  case FUSE_READDIRPLUS:
+  case FUSE_RELEASEDIR:
+  case FUSE_STATFS:
+  case FUSE_LISTXATTR:
+  case FUSE_FALLOCATE:
+  case FUSE_INTERRUPT:
+    return true;
+  default:
+    return false;
+  }
+}

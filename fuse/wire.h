@@ -39,6 +39,11 @@
  * flag. */
 int wire_install (struct fuse_session *se);
 
+/* Requests libfuse answers at once, without touching a member: the
+ * thread that receives them serves them (session loop and ring alike);
+ * anything else may block and goes to a worker. */
+bool wire_is_quick (uint32_t opcode);
+
 /* A request of LEN bytes at BUF, as received from /dev/fuse, before
  * libfuse sees it.  The session loop (loop.c) calls it for the requests
  * it receives itself; libfuse's loop does through wire_install. */
