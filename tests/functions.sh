@@ -1228,7 +1228,7 @@ mount_array() {
 # SLOT is the `volume` of an inner array (make_array --as inner, chunk 64K,
 # 8 KiB larger than the outer volume, served by its own mdfuse): a member on
 # a FUSE file system whose server the test can kill (kill_mdfuse_pid
-# $INNER_PID; its I/O then fails with ENOTCONN, or ECONNABORTED for a
+# $INNER_PID; its I/O then fails with ENOTCONN, or ECONNABORTED (ECANCELED on the ring) for a
 # request in flight).  The outer member is created as a file, copied into
 # the inner volume and removed.  Sets INNER_PID and INNER_VOL, and the
 # ARRAY_* results of the outer array; mount_inner mounts the inner array
