@@ -21,8 +21,10 @@
  * queue's CPU: a request is served on the CPU that sent it, and the
  * requesting thread's wake-up is local.  The thread serves:
  *   - a READ of `volume` from a member, through its own io_uring, straight
- *     into the entry's payload (array_read_fd picks the member; a read
- *     that fails or comes up short is served again by array_read, which
+ *     into the entry's payload, the reply's COMMIT_AND_FETCH linked behind
+ *     it: one io_uring_enter reads, answers and waits for the next
+ *     request (array_read_fd picks the member; a read that fails or comes
+ *     up short cancels the commit and is served again by array_read, which
  *     applies the member error rules, SPEC §6);
  *   - the requests libfuse answers at once (lookup, getattr, open, ...)
  *     itself, through fuse_session_process_buf, as does loop.c;
@@ -150,7 +152,10 @@ struct ent {
   /* A READ served from a member. */
   int fd;
   uint64_t off;
-  size_t len, done;
+  size_t len;
+  /* The commit linked to the read was cancelled: its completion is
+   * still to come (cancelled), or came first (cancel_seen). */
+  bool cancelled, cancel_seen;
 };
 
 struct queue {
@@ -452,15 +457,28 @@ to_worker (struct ent *e)
 /* --- Serving ---------------------------------------------------------- */
 
 
+/* Puts E's member read in the queue's ring, and behind it, linked, the
+ * COMMIT_AND_FETCH of its reply, written beforehand for the whole length:
+ * the kernel runs the commit as soon as the read has filled the payload,
+ * in the same io_uring_enter when the member's pages are cached.  A read
+ * that fails or comes up short breaks the link: the commit ends with
+ * -ECANCELED (E->cancelled tells reap to expect it) and read_done serves
+ * the read again. */
 static bool
 read_submit (struct queue *q, struct ent *e)
 {
-  struct io_uring_sqe *sqe = get_sqe (q);
-  if (!sqe)
-    return false;
-  io_uring_prep_read (sqe, e->fd, e->payload + e->done,
-                      (unsigned) (e->len - e->done), e->off + e->done);
+  /* Room for both entries, or neither is taken. */
+  if (io_uring_sq_space_left (&q->uring) < 2) {
+    io_uring_submit (&q->uring);
+    if (io_uring_sq_space_left (&q->uring) < 2)
+      return false;
+  }
+  struct io_uring_sqe *sqe = io_uring_get_sqe (&q->uring);
+  io_uring_prep_read (sqe, e->fd, e->payload, (unsigned) e->len, e->off);
   io_uring_sqe_set_data64 (sqe, (uint64_t) (uintptr_t) e | TAG_READ);
+  sqe->flags |= IOSQE_IO_LINK;
+  set_reply (e, 0, e->len);
+  submit_cmd (q, e, FUSE_IO_URING_CMD_COMMIT_AND_FETCH);
   e->state = ENT_READING;
   return true;
 }
@@ -486,29 +504,30 @@ read_start (struct queue *q, struct ent *e, const struct fuse_in_header *in,
   e->fd = fd;
   e->off = off;
   e->len = len;
-  e->done = 0;
   if (!read_submit (q, e))
     return false;
   q->inflight++;
   return true;
 }
 
-/* The member read of E ended with RES. */
+/* The member read of E ended with RES; its linked commit is with the
+ * kernel, or cancelled if the read came up short. */
 static void
 read_done (struct queue *q, struct ent *e, int res)
 {
-  if (res > 0) {
-    e->done += (size_t) res;
-    if (e->done < e->len && read_submit (q, e))
-      return;                   /* a short read goes on */
-  }
   q->inflight--;
-  ssize_t n = (ssize_t) e->len;
-  if (res <= 0 || e->done < e->len)
-    /* An error, the end of the member, or no room to go on: served again
-     * the synchronous way, which tries the other members and counts the
-     * error (SPEC §6). */
-    n = array_read (q->r->array, e->payload, e->len, e->off);
+  if (res >= 0 && (size_t) res == e->len) {
+    e->state = ENT_KERNEL;
+    return;
+  }
+  /* An error or a short read (the end of the member): served again the
+   * synchronous way, which tries the other members and counts the error
+   * (SPEC §6), then committed on its own. */
+  if (e->cancel_seen)
+    e->cancel_seen = false;
+  else
+    e->cancelled = true;
+  ssize_t n = array_read (q->r->array, e->payload, e->len, e->off);
   set_reply (e, n < 0 ? (int) n : 0, n > 0 ? (size_t) n : 0);
   submit_cmd (q, e, FUSE_IO_URING_CMD_COMMIT_AND_FETCH);
 }
@@ -596,6 +615,16 @@ reap (struct queue *q)
     }
     struct ent *e = (struct ent *) (uintptr_t) tag;
     int res = cqe->res;
+    /* The commit behind a short read, after or before the read's own
+     * completion. */
+    if (res == -ECANCELED && e->cancelled) {
+      e->cancelled = false;
+      continue;
+    }
+    if (res == -ECANCELED && e->state == ENT_READING) {
+      e->cancel_seen = true;
+      continue;
+    }
     if (res == 0) {
       serve (q, e, requests == 1 && q->inflight == 0);
       continue;
