@@ -195,15 +195,38 @@ posix_pread (struct io_file *f, void *buf, size_t len, uint64_t off)
   return r < 0 ? -errno : r;
 }
 
+/* The most one pwrite(2) to a member file carries.  A buffered write
+ * brings its range into the page cache as folios as large as the write
+ * (Linux 6.16 and later on ext4, earlier on XFS), and every later small
+ * write into such a folio costs time in proportion to its size: on ext4
+ * with Linux 6.18, a random 4 KiB pwrite into a file last written in
+ * 1 MiB pieces took 15.5 us, into one written in 256 KiB pieces 4.0 us
+ * (the same as 4 KiB pieces).  A volume's large writes (up to 1 MiB, a
+ * sequential writer, mkfs) would otherwise slow down every small write
+ * that comes after them to the same place, for as long as the pages stay
+ * cached; four system calls per MiB cost nothing beside that. */
+enum { MEMBER_WRITE_PIECE = 256 << 10 };
+
 static ssize_t
 posix_pwrite (struct io_file *f, const void *buf, size_t len, uint64_t off)
 {
   struct posix_priv *p = f->priv;
-  ssize_t r;
-  do
-    r = pwrite (p->fd, buf, len, (off_t) off);
-  while (r < 0 && errno == EINTR);
-  return r < 0 ? -errno : r;
+  const char *b = buf;
+  size_t done = 0;
+  while (done < len) {
+    size_t n = len - done;
+    if (n > MEMBER_WRITE_PIECE)
+      n = MEMBER_WRITE_PIECE;
+    ssize_t r = pwrite (p->fd, b + done, n, (off_t) (off + done));
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r < 0)
+      return done > 0 ? (ssize_t) done : -errno;   /* the error comes next */
+    done += (size_t) r;
+    if ((size_t) r < n)
+      break;                    /* short: the caller goes on or gives up */
+  }
+  return (ssize_t) done;
 }
 
 static int

@@ -1,4 +1,5 @@
-/* Unit tests of common/util: sizes as users type them. */
+/* Unit tests of common/util (sizes as users type them, member lists) and
+ * of the POSIX member backend's writes. */
 #include <config.h>
 
 #include <check.h>
@@ -7,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include "common/io.h"
 #include "common/io_nbd.h"
@@ -130,6 +133,40 @@ START_TEST (test_uri_names)
 }
 END_TEST
 
+/* A write larger than the backend's piece (posix_pwrite writes members
+ * in pieces of at most 256 KiB) lands whole, in place, and is counted
+ * whole: 1 MiB + 4 KiB + 3 bytes at an odd offset. */
+START_TEST (test_posix_large_write_lands_whole)
+{
+  char path[] = "/tmp/mdfuse-check-util.XXXXXX";
+  int fd = mkstemp (path);
+  ck_assert_int_ge (fd, 0);
+  close (fd);
+  struct io_file *f = io_posix_open (path, O_RDWR);
+  ck_assert_ptr_nonnull (f);
+  size_t len = (1u << 20) + 4096 + 3;
+  uint64_t off = 12345;
+  unsigned char *w = malloc (len), *r = malloc (len + 2);
+  ck_assert_ptr_nonnull (w);
+  ck_assert_ptr_nonnull (r);
+  for (size_t i = 0; i < len; i++)
+    w[i] = (unsigned char) (i * 2654435761u >> 13);
+  ck_assert_int_eq (f->ops->pwrite (f, w, len, off), (ssize_t) len);
+  ck_assert_int_eq (io_size (f), (int64_t) (off + len));
+  memset (r, 0xa5, len + 2);
+  ck_assert_int_eq (io_pread_full (f, r, len, off), 0);
+  ck_assert_int_eq (memcmp (r, w, len), 0);
+  /* Nothing before the write's offset was touched. */
+  ck_assert_int_eq (io_pread_full (f, r, 2, off - 2), 0);
+  ck_assert_int_eq (r[0], 0);
+  ck_assert_int_eq (r[1], 0);
+  io_close (f);
+  unlink (path);
+  free (w);
+  free (r);
+}
+END_TEST
+
 int
 main (void)
 {
@@ -145,6 +182,9 @@ main (void)
   tcase_add_test (tl, test_member_list_too_long);
   tcase_add_test (tl, test_uri_names);
   suite_add_tcase (s, tl);
+  TCase *tp = tcase_create ("posix backend");
+  tcase_add_test (tp, test_posix_large_write_lands_whole);
+  suite_add_tcase (s, tp);
   SRunner *sr = srunner_create (s);
   srunner_run_all (sr, CK_NORMAL);
   int failed = srunner_ntests_failed (sr);
