@@ -50,6 +50,7 @@
 #include "core/array.h"
 #include "common/log.h"
 #include "fuse/loop.h"
+#include "fuse/workers.h"
 #include "fuse/wire.h"
 
 #include <linux/fuse.h>         /* after fuse_lowlevel.h (mdfuse.h) */
@@ -98,7 +99,8 @@ struct ring_read {
 
 /* A request as received, and the buffer it came in. */
 struct request {
-  struct request *next;
+  struct request *next;         /* on the free list */
+  struct work work;             /* with the workers */
   size_t len;
   char *mem;                    /* bufsize bytes */
 };
@@ -125,17 +127,13 @@ struct loop {
   unsigned reads_busy;          /* being read or replied to */
   struct request *cur;          /* the buffer the next request goes to */
 
+  struct workers *workers;      /* for the requests that may block */
+
   /* Shared with the workers, under lock. */
   pthread_mutex_t lock;
-  pthread_cond_t work;
-  struct request *head, *tail;  /* for the workers */
   struct request *free_bufs;
   unsigned nbufs, max_bufs;
-  unsigned jobs;                /* requests queued or being served */
   bool starved;                 /* the dispatcher waits for a buffer */
-  bool stopping;
-  unsigned nworkers;
-  pthread_t *workers;
 };
 
 static struct request *
@@ -220,44 +218,20 @@ process (struct loop *lp, struct request *b)
   fuse_session_process_buf (lp->se, &fb);
 }
 
-static void *
-worker_main (void *arg)
+/* A worker's job: the request, then its buffer back. */
+static void
+work (void *arg, struct work *w)
 {
   struct loop *lp = arg;
-  pthread_mutex_lock (&lp->lock);
-  for (;;) {
-    while (!lp->head && !lp->stopping)
-      pthread_cond_wait (&lp->work, &lp->lock);
-    struct request *b = lp->head;
-    if (!b)
-      break;                    /* stopping, and nothing left to do */
-    lp->head = b->next;
-    if (!lp->head)
-      lp->tail = NULL;
-    pthread_mutex_unlock (&lp->lock);
-    process (lp, b);
-    give_back_buf (lp, b);
-    pthread_mutex_lock (&lp->lock);
-    assert (lp->jobs > 0);
-    lp->jobs--;
-  }
-  pthread_mutex_unlock (&lp->lock);
-  return NULL;
+  struct request *b = work_owner (w, struct request, work);
+  process (lp, b);
+  give_back_buf (lp, b);
 }
 
 static void
 to_worker (struct loop *lp, struct request *b)
 {
-  b->next = NULL;
-  pthread_mutex_lock (&lp->lock);
-  if (lp->tail)
-    lp->tail->next = b;
-  else
-    lp->head = b;
-  lp->tail = b;
-  lp->jobs++;
-  pthread_cond_signal (&lp->work);
-  pthread_mutex_unlock (&lp->lock);
+  workers_push (lp->workers, &b->work);
 }
 
 /* A free submission entry, submitting what waits if the queue is full;
@@ -445,14 +419,6 @@ dispatch (struct loop *lp, size_t n, struct request **held)
   lp->cur = take_buf (lp);
 }
 
-static bool
-workers_idle (struct loop *lp)
-{
-  pthread_mutex_lock (&lp->lock);
-  bool idle = lp->jobs == 0;
-  pthread_mutex_unlock (&lp->lock);
-  return idle;
-}
 
 static void
 set_nonblocking (struct loop *lp, bool on)
@@ -542,7 +508,7 @@ receive (struct loop *lp, bool wait)
   set_nonblocking (lp, true);
   if (!held)
     return;
-  if (lp->reads_busy == 0 && workers_idle (lp)) {
+  if (lp->reads_busy == 0 && workers_idle (lp->workers)) {
     process (lp, held);
     give_back_buf (lp, held);
   }
@@ -669,26 +635,12 @@ loop_destroy (struct loop *lp)
     next = b->next;
     request_free (b);
   }
-  pthread_cond_destroy (&lp->work);
   pthread_mutex_destroy (&lp->lock);
   if (lp->efd >= 0)
     close (lp->efd);
   if (lp->fd_flags >= 0)
     fcntl (lp->fd, F_SETFL, lp->fd_flags);
-  free (lp->workers);
   free (lp);
-}
-
-static void
-stop_workers (struct loop *lp)
-{
-  pthread_mutex_lock (&lp->lock);
-  lp->stopping = true;
-  pthread_cond_broadcast (&lp->work);
-  pthread_mutex_unlock (&lp->lock);
-  for (unsigned i = 0; i < lp->nworkers; i++)
-    pthread_join (lp->workers[i], NULL);
-  lp->nworkers = 0;
 }
 
 struct loop *
@@ -708,12 +660,10 @@ loop_new (struct fuse_session *se, struct array *array, unsigned workers)
   lp->max_bufs = workers + 1;   /* one with each worker, one receiving */
   lp->nbufs = 1;
   pthread_mutex_init (&lp->lock, NULL);
-  pthread_cond_init (&lp->work, NULL);
   const char *why = NULL;
   int err = 0;
   lp->cur = request_new (lp->bufsize);
-  lp->workers = calloc (workers ? workers : 1, sizeof *lp->workers);
-  if (!lp->cur || !lp->workers) {
+  if (!lp->cur) {
     why = "out of memory";
     goto fail;
   }
@@ -752,14 +702,11 @@ loop_new (struct fuse_session *se, struct array *array, unsigned workers)
     why = "io_uring";
     goto fail;
   }
-  for (; lp->nworkers < workers; lp->nworkers++) {
-    err = pthread_create (&lp->workers[lp->nworkers], NULL, worker_main, lp);
-    if (err) {
-      why = "cannot start the worker threads";
-      stop_workers (lp);
-      io_uring_queue_exit (&lp->ring);
-      goto fail;
-    }
+  lp->workers = workers_new (workers, work, lp, &why);
+  if (!lp->workers) {
+    err = errno;
+    io_uring_queue_exit (&lp->ring);
+    goto fail;
   }
   lp->readable = true;
   lp->nonblocking = true;
@@ -777,7 +724,7 @@ loop_free (struct loop *lp)
 {
   if (!lp)
     return;
-  stop_workers (lp);
+  workers_free (lp->workers);
   io_uring_queue_exit (&lp->ring);
   loop_destroy (lp);
 }

@@ -65,6 +65,7 @@
 #include "fuse/loop.h"
 #include "fuse/ring.h"
 #include "fuse/wire.h"
+#include "fuse/workers.h"
 
 #include <linux/fuse.h>         /* after fuse_lowlevel.h (mdfuse.h) */
 
@@ -139,7 +140,8 @@ enum ent_state {
 struct ent {
   struct wire_sink sink;        /* first: wire.c hands it back */
   struct queue *q;
-  struct ent *next;             /* on the workers' or the done list */
+  struct ent *next;             /* on the done list */
+  struct work work;             /* with the workers */
   enum ent_state state;
   enum fuse_uring_cmd last_cmd;
   uint64_t commit_id;
@@ -193,11 +195,7 @@ struct ring {
   bool failed;
   bool stopping;
 
-  /* Workers: requests that may block. */
-  pthread_cond_t work;
-  struct ent *head, *tail;
-  unsigned nworkers;
-  pthread_t *workers;
+  struct workers *workers;      /* for the requests that may block */
 
   uint64_t served;              /* requests taken from the queues */
 };
@@ -416,42 +414,18 @@ process (struct ent *e, bool queue_thread)
 
 /* --- Workers ---------------------------------------------------------- */
 
-static void *
-worker_main (void *arg)
+static void
+work (void *arg, struct work *w)
 {
-  struct ring *r = arg;
-  pthread_mutex_lock (&r->lock);
-  for (;;) {
-    while (!r->head && !r->stopping)
-      pthread_cond_wait (&r->work, &r->lock);
-    struct ent *e = r->head;
-    if (!e)
-      break;                    /* stopping, and nothing left to do */
-    r->head = e->next;
-    if (!r->head)
-      r->tail = NULL;
-    pthread_mutex_unlock (&r->lock);
-    process (e, false);
-    pthread_mutex_lock (&r->lock);
-  }
-  pthread_mutex_unlock (&r->lock);
-  return NULL;
+  (void) arg;
+  process (work_owner (w, struct ent, work), false);
 }
 
 static void
 to_worker (struct ent *e)
 {
-  struct ring *r = e->q->r;
   e->q->inflight++;
-  e->next = NULL;
-  pthread_mutex_lock (&r->lock);
-  if (r->tail)
-    r->tail->next = e;
-  else
-    r->head = e;
-  r->tail = e;
-  pthread_cond_signal (&r->work);
-  pthread_mutex_unlock (&r->lock);
+  workers_push (e->q->r->workers, &e->work);
 }
 
 /* --- Serving ---------------------------------------------------------- */
@@ -831,12 +805,10 @@ ring_new (struct fuse_session *se, struct array *array, struct loop *lp,
   r->nqueues = possible_cpus ();
   pthread_mutex_init (&r->lock, NULL);
   pthread_cond_init (&r->cond, NULL);
-  pthread_cond_init (&r->work, NULL);
   r->queues = calloc (r->nqueues, sizeof *r->queues);
-  r->workers = calloc (workers ? workers : 1, sizeof *r->workers);
   const char *why = "out of memory";
   int err = 0;
-  if (!r->queues || !r->workers)
+  if (!r->queues)
     goto fail;
   for (unsigned i = 0; i < r->nqueues; i++) {
     err = -queue_init (r, &r->queues[i], i);
@@ -844,6 +816,12 @@ ring_new (struct fuse_session *se, struct array *array, struct loop *lp,
       why = "io_uring (SQE128) or memory";
       goto fail;
     }
+  }
+  /* The workers before the queues' threads, which hand them requests. */
+  r->workers = workers_new (workers, work, r, &why);
+  if (!r->workers) {
+    err = errno;
+    goto fail;
   }
   wire_want_ring (on_init, r);
   for (unsigned i = 0; i < r->nqueues; i++) {
@@ -854,13 +832,6 @@ ring_new (struct fuse_session *se, struct array *array, struct loop *lp,
       goto fail_threads;
     }
     r->queues[i].started = true;
-  }
-  for (; r->nworkers < workers; r->nworkers++) {
-    err = pthread_create (&r->workers[r->nworkers], NULL, worker_main, r);
-    if (err) {
-      why = "cannot start the worker threads";
-      goto fail_threads;
-    }
   }
   return r;
 
@@ -894,12 +865,9 @@ ring_stop (struct ring *r)
   pthread_mutex_lock (&r->lock);
   r->stopping = true;
   pthread_cond_broadcast (&r->cond);
-  pthread_cond_broadcast (&r->work);
   pthread_mutex_unlock (&r->lock);
   /* The workers first: what they hold goes back to the queues. */
-  for (unsigned i = 0; i < r->nworkers; i++)
-    pthread_join (r->workers[i], NULL);
-  r->nworkers = 0;
+  workers_stop (r->workers);
   for (unsigned i = 0; i < r->nqueues; i++) {
     struct queue *q = &r->queues[i];
     if (!q->started)
@@ -939,8 +907,7 @@ ring_free (struct ring *r)
     pthread_mutex_destroy (&q->lock);
   }
   free (r->queues);
-  free (r->workers);
-  pthread_cond_destroy (&r->work);
+  workers_free (r->workers);
   pthread_cond_destroy (&r->cond);
   pthread_mutex_destroy (&r->lock);
   free (r);
