@@ -250,8 +250,8 @@ report_registered (struct queue *q, int err)
                  "with /dev/fuse: %s; stopping", q->qid, strerror (-err));
     else
       log_warn ("FUSE io_uring queue %u: cannot register with /dev/fuse: "
-                "%s; serving through the session loop", q->qid,
-                strerror (-err));
+                "%s; serving through %s", q->qid, strerror (-err),
+                r->lp ? "the session loop" : "libfuse's loop");
     if (r->required)
       ring_give_up (r);
   }
@@ -715,8 +715,8 @@ on_init (void *arg, bool granted)
     ring_give_up (r);
   }
   else
-    log_info ("serving through the session loop (the kernel did not offer "
-              "FUSE over io_uring)");
+    log_info ("serving through %s (the kernel did not offer FUSE over "
+              "io_uring)", r->lp ? "the session loop" : "libfuse's loop");
 }
 
 /* How many queues the kernel makes: one per possible CPU. */
@@ -786,11 +786,11 @@ queue_init (struct ring *r, struct queue *q, unsigned qid)
 
 struct ring *
 ring_new (struct fuse_session *se, struct array *array, struct loop *lp,
-          unsigned workers, bool required)
+          unsigned workers, bool required, char *reason, size_t reason_len)
 {
   struct ring *r = calloc (1, sizeof *r);
   if (!r) {
-    log_error ("FUSE io_uring queues: out of memory");
+    snprintf (reason, reason_len, "out of memory");
     return NULL;
   }
   r->se = se;
@@ -840,8 +840,8 @@ fail_threads:
   ring_stop (r);
 fail:
   wire_want_ring (NULL, NULL);
-  log_error ("FUSE io_uring queues: %s%s%s", why, err ? ": " : "",
-             err ? strerror (err) : "");
+  snprintf (reason, reason_len, "%s%s%s", why, err ? ": " : "",
+            err ? strerror (err) : "");
   ring_free (r);
   return NULL;
 }
