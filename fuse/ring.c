@@ -48,6 +48,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <liburing.h>
 #include <pthread.h>
 #include <sched.h>
@@ -176,6 +177,7 @@ struct ring {
   struct loop *lp;
   pthread_t main_thread;
   bool required;
+  unsigned fault_qid;           /* MDFUSE_FAULT_RING_REGISTER, or UINT_MAX */
   int fd;                       /* /dev/fuse */
   unsigned nqueues;
   struct queue *queues;
@@ -620,8 +622,11 @@ reap (struct queue *q)
 static int
 register_entries (struct queue *q)
 {
-  for (unsigned i = 0; i < RING_DEPTH; i++)
+  for (unsigned i = 0; i < RING_DEPTH; i++) {
+    if (q->qid == q->r->fault_qid)
+      q->ents[i].iov[1].iov_len = 4096;         /* the test's fault */
     submit_cmd (q, &q->ents[i], FUSE_IO_URING_CMD_REGISTER);
+  }
   for (;;) {
     int r = io_uring_submit (&q->uring);
     if (r < 0 && r != -EINTR && r != -EAGAIN)
@@ -719,6 +724,33 @@ on_init (void *arg, bool granted)
               "io_uring)", r->lp ? "the session loop" : "libfuse's loop");
 }
 
+/* A test-only fault (docs/architecture.md, Tests), read once by ring_new:
+ * MDFUSE_FAULT_RING_REGISTER=Q makes queue Q offer the kernel a payload
+ * buffer of one page, below the kernel's minimum (max_payload_sz in
+ * fs/fuse/dev_uring.c), so that the kernel itself refuses the queue's
+ * registrations (EINVAL), after INIT granted FUSE_OVER_IO_URING.  A refusal
+ * faked here alone would not do: until a registration fails in the kernel,
+ * it holds every request back waiting for the ring.  Returns Q (no queue
+ * when Q is not below the number of queues), or UINT_MAX when the variable
+ * is unset. */
+static unsigned
+fault_register_qid (void)
+{
+  const char *v = getenv ("MDFUSE_FAULT_RING_REGISTER");
+  if (!v || !*v)
+    return UINT_MAX;
+  char *end;
+  unsigned long qid = strtoul (v, &end, 10);
+  if (*end || qid >= UINT_MAX) {
+    log_warn ("MDFUSE_FAULT_RING_REGISTER=%s: not a queue number; ignored",
+              v);
+    return UINT_MAX;
+  }
+  log_info ("MDFUSE_FAULT_RING_REGISTER: queue %lu registers a payload the "
+            "kernel refuses (a test's fault)", qid);
+  return (unsigned) qid;
+}
+
 /* How many queues the kernel makes: one per possible CPU. */
 static unsigned
 possible_cpus (void)
@@ -797,6 +829,7 @@ ring_new (struct fuse_session *se, struct array *array, struct loop *lp,
   r->array = array;
   r->lp = lp;
   r->required = required;
+  r->fault_qid = fault_register_qid ();
   r->main_thread = pthread_self ();
   r->fd = fuse_session_fd (se);
   r->nqueues = possible_cpus ();
