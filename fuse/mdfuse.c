@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <liburing.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,6 +88,38 @@ explain_arguments (const struct mdfuse_config *conf)
                conf->words[1], conf->words[0]);
     return true;
   }
+  return false;
+}
+
+/* Whether this process may use io_uring, which the ring and the session
+ * loop both need: sysctl kernel.io_uring_disabled (2: nobody; 1: only
+ * CAP_SYS_ADMIN and kernel.io_uring_group), a container's seccomp filter
+ * or a kernel without it may forbid it.  When not, says why in WHY (LEN
+ * bytes). */
+static bool
+uring_usable (char *why, size_t len)
+{
+  struct io_uring probe;
+  int r = io_uring_queue_init (1, &probe, 0);
+  if (r == 0) {
+    io_uring_queue_exit (&probe);
+    return true;
+  }
+  int disabled = 0;
+  FILE *f = fopen ("/proc/sys/kernel/io_uring_disabled", "r");
+  if (f) {
+    if (fscanf (f, "%d", &disabled) != 1)
+      disabled = 0;
+    fclose (f);
+  }
+  if (r == -EPERM && disabled == 2)
+    snprintf (why, len, "io_uring_setup: %s: sysctl kernel.io_uring_disabled "
+              "is 2", strerror (-r));
+  else if (r == -EPERM && disabled == 1)
+    snprintf (why, len, "io_uring_setup: %s: sysctl kernel.io_uring_disabled "
+              "is 1 (root or kernel.io_uring_group only)", strerror (-r));
+  else
+    snprintf (why, len, "io_uring_setup: %s", strerror (-r));
   return false;
 }
 
@@ -171,11 +204,19 @@ main (int argc, char **argv)
     rc = 2;
     goto out;
   }
-  /* The ring only where the kernel allows it; asked for by name, it must
-   * be had: refused here, before any file is touched. */
+  /* The ring only where the kernel allows it and io_uring may be used;
+   * asked for by name, it must be had: refused here, before any file is
+   * touched.  Without io_uring, libfuse's loop serves (slower: every read
+   * a pread in a FUSE thread). */
+  char uring_why[200] = "";
+  bool have_uring = uring_usable (uring_why, sizeof uring_why);
   char ring_why[256] = "";
   bool want_ring = strcmp (transport, "loop") != 0
     && ring_enabled (ring_why, sizeof ring_why);
+  if (want_ring && !have_uring) {
+    snprintf (ring_why, sizeof ring_why, "%s", uring_why);
+    want_ring = false;
+  }
   if (strcmp (transport, "ring") == 0 && !want_ring) {
     log_error ("-o transport=ring: FUSE over io_uring is not available: %s",
                ring_why);
@@ -283,23 +324,42 @@ main (int argc, char **argv)
    * of chunks it has not copied yet go to the source (SPEC §8). */
   if (!conf.resync_first && array_resync_start (mf.array) < 0)
     goto out_unmount;
-  /* The session loop (loop.c), or libfuse's with -o nouring or -s. */
-  if (!conf.nouring && !opts.singlethread)
+  /* The session loop (loop.c), or libfuse's with -o nouring or -s, or
+   * without io_uring. */
+  bool want_loop = !conf.nouring && !opts.singlethread;
+  if (want_loop && have_uring)
     mf.loop = loop_new (se, mf.array, opts.max_threads ? opts.max_threads
                         : 10);
   /* FUSE over io_uring (ring.c): its queues register once INIT is
    * answered, by the loop below. */
+  char ring_failed_why[256] = "";
   if (want_ring && !(ring = ring_new (se, mf.array, mf.loop,
                                       opts.max_threads ? opts.max_threads
-                                      : 10, strcmp (transport, "ring") == 0))
-      && strcmp (transport, "ring") == 0)
+                                      : 10, strcmp (transport, "ring") == 0,
+                                      ring_failed_why,
+                                      sizeof ring_failed_why))
+      && strcmp (transport, "ring") == 0) {
+    log_error ("-o transport=ring: FUSE io_uring queues: %s",
+               ring_failed_why);
     goto out_unmount;
+  }
   stop_serving (se);
   log_info ("%s: serving %s (%" PRIu64 " bytes)", opts.mountpoint,
             VOLUME_NAME, array_size (mf.array));
-  if (!ring)
-    log_info ("serving through the session loop%s%s%s",
-              ring_why[0] ? " (" : "", ring_why, ring_why[0] ? ")" : "");
+  /* One line says which transport serves, and why (with the ring, ring.c
+   * says it once its queues are registered, or refused). */
+  if (!ring) {
+    const char *how = mf.loop ? "the session loop" : "libfuse's loop";
+    if (ring_failed_why[0])
+      log_warn ("serving through %s (FUSE io_uring queues: %s)", how,
+                ring_failed_why);
+    else if (want_loop && !have_uring)
+      log_warn ("serving through libfuse's loop, every read in a FUSE "
+                "thread: no io_uring (%s)", uring_why);
+    else
+      log_info ("serving through %s%s%s%s", how, ring_why[0] ? " (" : "",
+                ring_why, ring_why[0] ? ")" : "");
+  }
 
   int lr;
   if (mf.loop)

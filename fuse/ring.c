@@ -50,6 +50,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <liburing.h>
 #include <pthread.h>
 #include <sched.h>
@@ -183,6 +184,7 @@ struct ring {
   struct loop *lp;
   pthread_t main_thread;
   bool required;
+  unsigned fault_qid;           /* MDFUSE_FAULT_RING_REGISTER, or UINT_MAX */
   int fd;                       /* /dev/fuse */
   unsigned nqueues;
   struct queue *queues;
@@ -253,8 +255,8 @@ report_registered (struct queue *q, int err)
                  "with /dev/fuse: %s; stopping", q->qid, strerror (-err));
     else
       log_warn ("FUSE io_uring queue %u: cannot register with /dev/fuse: "
-                "%s; serving through the session loop", q->qid,
-                strerror (-err));
+                "%s; serving through %s", q->qid, strerror (-err),
+                r->lp ? "the session loop" : "libfuse's loop");
     if (r->required)
       ring_give_up (r);
   }
@@ -623,8 +625,11 @@ reap (struct queue *q)
 static int
 register_entries (struct queue *q)
 {
-  for (unsigned i = 0; i < RING_DEPTH; i++)
+  for (unsigned i = 0; i < RING_DEPTH; i++) {
+    if (q->qid == q->r->fault_qid)
+      q->ents[i].iov[1].iov_len = 4096;         /* the test's fault */
     submit_cmd (q, &q->ents[i], FUSE_IO_URING_CMD_REGISTER);
+  }
   for (;;) {
     int r = io_uring_submit (&q->uring);
     if (r < 0 && r != -EINTR && r != -EAGAIN)
@@ -718,8 +723,35 @@ on_init (void *arg, bool granted)
     ring_give_up (r);
   }
   else
-    log_info ("serving through the session loop (the kernel did not offer "
-              "FUSE over io_uring)");
+    log_info ("serving through %s (the kernel did not offer FUSE over "
+              "io_uring)", r->lp ? "the session loop" : "libfuse's loop");
+}
+
+/* A test-only fault (docs/architecture.md, Tests), read once by ring_new:
+ * MDFUSE_FAULT_RING_REGISTER=Q makes queue Q offer the kernel a payload
+ * buffer of one page, below the kernel's minimum (max_payload_sz in
+ * fs/fuse/dev_uring.c), so that the kernel itself refuses the queue's
+ * registrations (EINVAL), after INIT granted FUSE_OVER_IO_URING.  A refusal
+ * faked here alone would not do: until a registration fails in the kernel,
+ * it holds every request back waiting for the ring.  Returns Q (no queue
+ * when Q is not below the number of queues), or UINT_MAX when the variable
+ * is unset. */
+static unsigned
+fault_register_qid (void)
+{
+  const char *v = getenv ("MDFUSE_FAULT_RING_REGISTER");
+  if (!v || !*v)
+    return UINT_MAX;
+  char *end;
+  unsigned long qid = strtoul (v, &end, 10);
+  if (*end || qid >= UINT_MAX) {
+    log_warn ("MDFUSE_FAULT_RING_REGISTER=%s: not a queue number; ignored",
+              v);
+    return UINT_MAX;
+  }
+  log_info ("MDFUSE_FAULT_RING_REGISTER: queue %lu registers a payload the "
+            "kernel refuses (a test's fault)", qid);
+  return (unsigned) qid;
 }
 
 /* How many queues the kernel makes: one per possible CPU. */
@@ -789,17 +821,18 @@ queue_init (struct ring *r, struct queue *q, unsigned qid)
 
 struct ring *
 ring_new (struct fuse_session *se, struct array *array, struct loop *lp,
-          unsigned workers, bool required)
+          unsigned workers, bool required, char *reason, size_t reason_len)
 {
   struct ring *r = calloc (1, sizeof *r);
   if (!r) {
-    log_error ("FUSE io_uring queues: out of memory");
+    snprintf (reason, reason_len, "out of memory");
     return NULL;
   }
   r->se = se;
   r->array = array;
   r->lp = lp;
   r->required = required;
+  r->fault_qid = fault_register_qid ();
   r->main_thread = pthread_self ();
   r->fd = fuse_session_fd (se);
   r->nqueues = possible_cpus ();
@@ -840,8 +873,8 @@ fail_threads:
   ring_stop (r);
 fail:
   wire_want_ring (NULL, NULL);
-  log_error ("FUSE io_uring queues: %s%s%s", why, err ? ": " : "",
-             err ? strerror (err) : "");
+  snprintf (reason, reason_len, "%s%s%s", why, err ? ": " : "",
+            err ? strerror (err) : "");
   ring_free (r);
   return NULL;
 }

@@ -29,9 +29,11 @@ bool ring_enabled (char *why, size_t len);
  * cannot be had: with REQUIRED the session is ended (ring_failed then
  * says so), else the session loop goes on serving everything.  LP is the
  * session loop to wake (NULL: libfuse's).  Call after any daemonizing
- * fork; NULL, with a message logged, if the threads cannot start. */
+ * fork; NULL, with the reason in REASON (REASON_LEN bytes), for the caller
+ * to log, if the queues or the threads cannot be set up. */
 struct ring *ring_new (struct fuse_session *se, struct array *array,
-                       struct loop *lp, unsigned workers, bool required);
+                       struct loop *lp, unsigned workers, bool required,
+                       char *reason, size_t reason_len);
 /* True once the ring was required and could not be had. */
 bool ring_failed (struct ring *r);
 /* Lets the queues and workers finish what they hold, and ends them; logs
