@@ -39,6 +39,7 @@ static const struct fuse_opt mdfuse_opts[] = {
   OPT ("nouring", nouring),
   { "parallel_writes", offsetof (struct mdfuse_config, parallel_writes), 1 },
   { "noparallel_writes", offsetof (struct mdfuse_config, parallel_writes), 0 },
+  OPT ("writeback_cache", writeback_cache),
   OPT ("resync_first", resync_first),
   { "resync_min=%s", offsetof (struct mdfuse_config, resync_min), 0 },
   { "resync_max=%s", offsetof (struct mdfuse_config, resync_max), 0 },
@@ -150,6 +151,12 @@ usage (const char *prog)
           "of the volume one at a\n"
           "                           time (by default side by side, Linux "
           "6.2 and later)\n"
+          "    -o writeback_cache     buffered writes to the volume wait in "
+          "the kernel's page\n"
+          "                           cache until written back or fsynced "
+          "(for a plain\n"
+          "                           losetup); a crash loses what was not "
+          "fsynced\n"
           "    -o transport=T         how requests reach mdfuse: loop "
           "(/dev/fuse), ring (FUSE\n"
           "                           over io_uring, Linux 6.14 and later, "
@@ -312,6 +319,9 @@ main (int argc, char **argv)
   }
   /* The flags libfuse cannot send (wire.c), before the first request. */
   mf.parallel_writes = wire_install (se) == 0 && conf.parallel_writes;
+  mf.want_writeback_cache = conf.writeback_cache;
+  if (conf.writeback_cache)
+    wire_want_cached_opens ();
   fuse_daemonize (opts.foreground);
   if (!opts.foreground)
     log_use_syslog (true);

@@ -28,6 +28,7 @@ struct mdfuse_config {
   int bitmap_same_device;
   int nouring;
   int parallel_writes;          /* FOPEN_PARALLEL_DIRECT_WRITES (wire.c) */
+  int writeback_cache;          /* the kernel's page cache above volume */
   char *transport;              /* loop, ring or auto (ring.c) */
   char *resync_min, *resync_max;        /* sizes per second */
   int resync_first;             /* copy before serving, as md does not */
@@ -62,6 +63,10 @@ struct mdfuse {
   /* Direct writes to `volume` through one open file may run side by
    * side (on unless -o noparallel_writes; wire.c, docs/performance.md). */
   bool parallel_writes;
+  /* -o writeback_cache: asked for, and granted at INIT (ops.c): the opens
+   * without O_DIRECT then go through the kernel's page cache. */
+  bool want_writeback_cache;
+  bool writeback_cache;
   /* Opens of `volume`: a stop is refused while it is in use. */
   int open_count;
   /* The answer to the last administrative command, for mdfusectl. */

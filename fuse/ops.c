@@ -44,13 +44,33 @@ fill_attr (struct mdfuse *mf, fuse_ino_t ino, struct stat *st)
 static void
 op_init (void *userdata, struct fuse_conn_info *conn)
 {
+  struct mdfuse *mf = userdata;
   conn->max_write = MAX_WRITE;
   conn->max_background = 64;
   conn->congestion_threshold = 48;
   if (conn->capable & FUSE_CAP_ASYNC_DIO)
     conn->want |= FUSE_CAP_ASYNC_DIO;
-  /* The volume's size never changes and nothing else writes it. */
+  /* The volume's size never changes and nothing else writes it: what the
+   * kernel caches of it is never stale. */
   conn->want &= ~(unsigned) FUSE_CAP_AUTO_INVAL_DATA;
+  /* -o writeback_cache (SPEC §7): the kernel keeps buffered writes in its
+   * page cache and sends them as ordinary writes when it writes them back
+   * (or on fsync, which writes back before it sends FSYNC).  They reach
+   * array_write like any other: the bit before the data (SPEC §4). */
+  if (mf->want_writeback_cache) {
+    if (conn->capable & FUSE_CAP_WRITEBACK_CACHE) {
+      conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+      mf->writeback_cache = true;
+      log_info ("writeback cache on (-o writeback_cache): buffered writes "
+                "to %s stay in the kernel's page cache until written back; "
+                "only what fsync or O_SYNC covered survives a crash",
+                VOLUME_NAME);
+    }
+    else
+      log_warn ("-o writeback_cache: the kernel does not offer "
+                "FUSE_WRITEBACK_CACHE; %s is served direct_io",
+                VOLUME_NAME);
+  }
 }
 
 static void
@@ -114,16 +134,31 @@ op_open (fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     fuse_reply_err (req, EISDIR);
     return;
   }
-  /* No page cache in the kernel for the volume: every write reaches us
-   * (and the members) before it returns, and fsync has nothing hidden
-   * above us.  A shared mapping (wire.c) is the exception: its pages are
-   * written back as ordinary writes, and msync or fsync waits for them. */
-  fi->direct_io = 1;
-  fi->keep_cache = 0;
   struct mdfuse *mf = fuse_req_userdata (req);
-  /* Writes through this file side by side: the range lock alone orders
-   * the overlapping ones (SPEC §4 step 3). */
-  uint32_t extra = mf->parallel_writes ? FOPEN_PARALLEL_DIRECT_WRITES : 0;
+  /* By default no page cache in the kernel for the volume: every write
+   * reaches us (and the members) before it returns, and fsync has nothing
+   * hidden above us.  A shared mapping (wire.c) is the exception: its
+   * pages are written back as ordinary writes, and msync or fsync waits
+   * for them.
+   *
+   * With -o writeback_cache, an open without O_DIRECT goes through the
+   * page cache: a write returns once it is there, the kernel writes it
+   * back as ordinary writes, and fsync (or close) writes back every dirty
+   * page before it sends FSYNC (FLUSH).  An O_DIRECT open stays direct_io
+   * where the kernel has FUSE_DIRECT_IO_ALLOW_MMAP: its writes and reads
+   * then first write back the dirty pages of their range, and its writes
+   * drop the cached ones; without it, it too goes through the page
+   * cache, whose O_DIRECT path does the same.  The cache is kept across
+   * opens: the volume changes only through this inode. */
+  bool cached = mf->writeback_cache
+    && (!(fi->flags & O_DIRECT)
+        || !(wire_init_granted () & FUSE_DIRECT_IO_ALLOW_MMAP));
+  fi->direct_io = !cached;
+  fi->keep_cache = mf->writeback_cache;
+  /* Direct writes through this file side by side: the range lock alone
+   * orders the overlapping ones (SPEC §4 step 3). */
+  uint32_t extra = !cached && mf->parallel_writes
+    ? FOPEN_PARALLEL_DIRECT_WRITES : 0;
   __atomic_add_fetch (&mf->open_count, 1, __ATOMIC_ACQ_REL);
   if (wire_reply_open (req, fi, extra) != 0)
     __atomic_sub_fetch (&mf->open_count, 1, __ATOMIC_ACQ_REL);

@@ -20,6 +20,16 @@
  * ones.  libfuse 3.14's struct fuse_conn_info has 32 bits of capabilities
  * and the flag is bit 36.
  *
+ * FUSE_HANDLE_KILLPRIV_V2, in the INIT reply (flags; Linux 5.11 and
+ * later), with -o writeback_cache only: mdfuse says it clears the setuid
+ * and setgid bits and security.capability itself on a write, which for
+ * `volume` holds trivially (its mode is 0600 and cannot change, and it
+ * takes no such attribute).  The kernel then marks the mount SB_NOSEC,
+ * and a buffered write no longer asks the daemon for the file's
+ * security.capability (a GETXATTR round trip per write otherwise, where
+ * a write into the page cache costs far less).  libfuse 3.14 has no
+ * capability bit for it.
+ *
  * FUSE_OVER_IO_URING, in the INIT reply (flags2; Linux 6.14 and later):
  * the daemon will register io_uring queues and take requests from them
  * (ring.c).  A request taken from a ring entry is answered in that entry,
@@ -45,8 +55,15 @@
 #include "fuse/wire.h"
 
 /* The INIT flags mdfuse adds to libfuse's where the kernel offers them
- * (FUSE_OVER_IO_URING too, when ring.c asks for it). */
+ * (FUSE_OVER_IO_URING too, when ring.c asks for it;
+ * FUSE_HANDLE_KILLPRIV_V2 with -o writeback_cache). */
 static uint64_t init_want = FUSE_DIRECT_IO_ALLOW_MMAP;
+/* What the INIT reply got of them. */
+static uint64_t init_granted;
+/* The opens of `volume` may go through the page cache (-o
+ * writeback_cache): a shared mapping works without
+ * FUSE_DIRECT_IO_ALLOW_MMAP. */
+static bool cached_opens;
 static void (*ring_on_init) (void *arg, bool granted);
 static void *ring_on_init_arg;
 
@@ -101,6 +118,19 @@ wire_want_ring (void (*on_init) (void *arg, bool granted), void *arg)
     init_want &= ~FUSE_OVER_IO_URING;
 }
 
+void
+wire_want_cached_opens (void)
+{
+  cached_opens = true;
+  init_want |= FUSE_HANDLE_KILLPRIV_V2;
+}
+
+uint64_t
+wire_init_granted (void)
+{
+  return __atomic_load_n (&init_granted, __ATOMIC_ACQUIRE);
+}
+
 /* A reply, to this thread's sink if it is for the sink's request, else
  * to /dev/fuse. */
 static ssize_t
@@ -130,9 +160,9 @@ send_open (int fd, const struct iovec *iov)
 }
 
 /* The INIT reply in IOV (N bytes of struct fuse_init_out), with what
- * mdfuse wants of what the kernel offered added to its flags2.  Nothing
- * is added unless libfuse's reply carries FUSE_INIT_EXT: only then does
- * the kernel read flags2. */
+ * mdfuse wants of what the kernel offered added to its flags and flags2.
+ * Nothing is added to flags2 unless libfuse's reply carries
+ * FUSE_INIT_EXT: only then does the kernel read it. */
 static ssize_t
 send_init (int fd, const struct iovec *iov, size_t n, uint64_t *granted)
 {
@@ -140,16 +170,18 @@ send_init (int fd, const struct iovec *iov, size_t n, uint64_t *granted)
   memset (&arg, 0, sizeof arg);
   memcpy (&arg, iov[1].iov_base, n);
   uint64_t offered = __atomic_load_n (&init_offered, __ATOMIC_RELAXED);
-  uint64_t add = init_want & offered & ~(uint64_t) UINT32_MAX;
+  uint64_t add = init_want & offered;
   if (!(arg.flags & FUSE_INIT_EXT))
-    add = 0;
+    add &= UINT32_MAX;
+  arg.flags |= (uint32_t) add;
   arg.flags2 |= (uint32_t) (add >> 32);
   if ((init_want & FUSE_DIRECT_IO_ALLOW_MMAP)
-      && !(add & FUSE_DIRECT_IO_ALLOW_MMAP))
+      && !(add & FUSE_DIRECT_IO_ALLOW_MMAP) && !cached_opens)
     log_info ("/dev/fuse: the kernel does not offer "
               "FUSE_DIRECT_IO_ALLOW_MMAP (Linux 6.6 and later): "
               "mmap(MAP_SHARED) of %s fails with ENODEV", VOLUME_NAME);
   *granted = add;
+  __atomic_store_n (&init_granted, add, __ATOMIC_RELEASE);
   const struct iovec patched[2] = { iov[0], { &arg, n } };
   return full_writev (fd, patched, 2);
 }

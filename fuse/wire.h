@@ -1,6 +1,7 @@
 /* What mdfuse says on the FUSE wire that libfuse 3.14 has no words for:
  * the open flag FOPEN_PARALLEL_DIRECT_WRITES, the INIT flags
- * FUSE_DIRECT_IO_ALLOW_MMAP and FUSE_OVER_IO_URING, and replies that go
+ * FUSE_DIRECT_IO_ALLOW_MMAP, FUSE_HANDLE_KILLPRIV_V2 and
+ * FUSE_OVER_IO_URING, and replies that go
  * to a ring entry instead of /dev/fuse (see wire.c). */
 #ifndef MDFUSE_FUSE_WIRE_H
 #define MDFUSE_FUSE_WIRE_H
@@ -69,6 +70,17 @@ void wire_set_sink (struct wire_sink *sink);
  * saying whether the flag went with it.  Call before the first request
  * is received; (NULL, NULL) takes it back. */
 void wire_want_ring (void (*on_init) (void *arg, bool granted), void *arg);
+
+/* The opens of `volume` may go through the kernel's page cache (-o
+ * writeback_cache, ops.c): the INIT reply asks for
+ * FUSE_HANDLE_KILLPRIV_V2 too, where the kernel offers it (see wire.c).
+ * Call before the first request is received. */
+void wire_want_cached_opens (void);
+
+/* The flags wire.c added to the INIT reply (FUSE_DIRECT_IO_ALLOW_MMAP,
+ * FUSE_HANDLE_KILLPRIV_V2, FUSE_OVER_IO_URING): 0 before it is sent, or
+ * when wire_install failed. */
+uint64_t wire_init_granted (void);
 
 /* fuse_reply_open, with EXTRA (FOPEN_* flags) added to the open flags
  * libfuse sends for FI. */
