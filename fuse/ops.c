@@ -267,20 +267,31 @@ op_write (fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 {
   struct mdfuse *mf = fuse_req_userdata (req);
   ssize_t r = array_write (mf->array, buf, size, (uint64_t) off);
-  if (r >= 0) {
-    __atomic_add_fetch (&mf->write_gen, 1, __ATOMIC_ACQ_REL);
-    /* An O_DSYNC/O_SYNC write is durable before its reply. */
-    if (fi->flags & (O_DSYNC | O_SYNC)) {
-      int s = sync_volume (mf, false);
-      if (s < 0) {
-        fuse_reply_err (req, -s);
-        return;
-      }
-    }
-    fuse_reply_write (req, (size_t) r);
-  }
-  else
+  if (r < 0) {
     fuse_reply_err (req, (int) -r);
+    return;
+  }
+  __atomic_add_fetch (&mf->write_gen, 1, __ATOMIC_ACQ_REL);
+  /* A write that runs past the end of the volume is cut there (SPEC §7):
+   * a direct write then returns short, and the next one fails with
+   * ENOSPC.  The kernel takes no short answer from the writeback of its
+   * page cache (-o writeback_cache): it would count the pages past the
+   * end as written.  So that writeback fails with ENOSPC, which fsync,
+   * fdatasync, msync or close then return; the part inside the volume is
+   * written all the same, as the cached pages say. */
+  if ((size_t) r < size && fi->writepage) {
+    fuse_reply_err (req, ENOSPC);
+    return;
+  }
+  /* An O_DSYNC/O_SYNC write is durable before its reply. */
+  if (fi->flags & (O_DSYNC | O_SYNC)) {
+    int s = sync_volume (mf, false);
+    if (s < 0) {
+      fuse_reply_err (req, -s);
+      return;
+    }
+  }
+  fuse_reply_write (req, (size_t) r);
 }
 
 static void
