@@ -1,5 +1,7 @@
-/* mmap_volume: a helper of tests/test-mmap.sh, not a test.  Maps part of
- * an mdfuse `volume` with MAP_SHARED.
+/* mmap_volume: a helper of tests/test-mmap.sh and
+ * tests/test-writeback-cache.sh, not a test.  Maps part of an mdfuse
+ * `volume` with MAP_SHARED, or writes it through one buffered descriptor
+ * kept open.
  *
  *   mmap_volume write VOLUME OFFSET DATAFILE READYFILE
  *     copies DATAFILE into the volume at OFFSET through the mapping,
@@ -12,8 +14,25 @@
  *     pwrite()s DATAFILE there through another descriptor, and checks
  *     that the mapping shows what pwrite wrote.
  *
- * OFFSET is a multiple of the page size.  Exits 0 on success, 1 with a
- * message naming the file and the problem otherwise. */
+ *   Their OFFSET is a multiple of the page size.
+ *
+ *   mmap_volume hold VOLUME
+ *     opens VOLUME for reading and writing (no O_DIRECT: through the
+ *     kernel's page cache when mdfuse runs with -o writeback_cache) and
+ *     runs the commands read from its standard input, one a line, in
+ *     order, on that one descriptor:
+ *       pwrite OFFSET DATAFILE   writes DATAFILE's bytes at OFFSET (any
+ *                                offset);
+ *       fsync                    fsync()s it;
+ *       mark FILE                creates FILE, for the test to wait on;
+ *       await FILE               waits until FILE exists (the test's
+ *                                signal to go on).
+ *     At the end of its input it waits, the descriptor still open, until
+ *     it is killed: what it wrote after its last fsync was never made
+ *     durable by a close.
+ *
+ * Exits 0 on success, 1 with a message naming the file and the problem
+ * otherwise (2 for a bad command line or command). */
 #include <config.h>
 
 #include <errno.h>
@@ -24,6 +43,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static const char *prog = "mmap_volume";
@@ -73,6 +93,15 @@ map_range (const char *volume, int fd, uint64_t off, size_t len)
   return p;
 }
 
+static void
+create_mark (const char *path)
+{
+  int fd = open (path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  if (fd < 0)
+    die (path, "create", errno);
+  close (fd);
+}
+
 static _Noreturn void
 do_write (const char *volume, uint64_t off, const char *data,
           const char *ready)
@@ -86,10 +115,7 @@ do_write (const char *volume, uint64_t off, const char *data,
   memcpy (map, buf, len);
   if (msync (map, len, MS_SYNC) < 0)
     die (volume, "msync(MS_SYNC)", errno);
-  int rfd = open (ready, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  if (rfd < 0)
-    die (ready, "create", errno);
-  close (rfd);
+  create_mark (ready);
   for (;;)
     pause ();                   /* the mapping stays until we are killed */
 }
@@ -133,6 +159,52 @@ do_pwrite (const char *volume, uint64_t off, const char *data)
   return 0;
 }
 
+static _Noreturn void
+do_hold (const char *volume)
+{
+  int fd = open (volume, O_RDWR);
+  if (fd < 0)
+    die (volume, "open", errno);
+  char line[4096];
+  while (fgets (line, sizeof line, stdin)) {
+    line[strcspn (line, "\n")] = '\0';
+    char path[4000];
+    uint64_t off;
+    if (sscanf (line, "pwrite %" SCNu64 " %3999s", &off, path) == 2) {
+      size_t len;
+      char *buf = slurp (path, &len);
+      size_t done = 0;
+      while (done < len) {
+        ssize_t w = pwrite (fd, buf + done, len - done,
+                            (off_t) (off + done));
+        if (w < 0 && errno == EINTR)
+          continue;
+        if (w <= 0)
+          die (volume, "pwrite", w < 0 ? errno : EIO);
+        done += (size_t) w;
+      }
+      free (buf);
+    }
+    else if (strcmp (line, "fsync") == 0) {
+      if (fsync (fd) < 0)
+        die (volume, "fsync", errno);
+    }
+    else if (sscanf (line, "mark %3999s", path) == 1)
+      create_mark (path);
+    else if (sscanf (line, "await %3999s", path) == 1) {
+      struct timespec ts = { 0, 10 * 1000 * 1000 };
+      while (access (path, F_OK) != 0)
+        nanosleep (&ts, NULL);
+    }
+    else if (line[0]) {
+      fprintf (stderr, "%s: not a command: '%s'\n", prog, line);
+      exit (2);
+    }
+  }
+  for (;;)
+    pause ();                   /* the descriptor stays until we are killed */
+}
+
 int
 main (int argc, char **argv)
 {
@@ -149,7 +221,10 @@ main (int argc, char **argv)
       die (argv[3], "not an offset", 0);
     return do_pwrite (argv[2], off, argv[4]);
   }
+  if (argc == 3 && strcmp (argv[1], "hold") == 0)
+    do_hold (argv[2]);
   fprintf (stderr, "usage: %s write VOLUME OFFSET DATAFILE READYFILE\n"
-           "       %s pwrite VOLUME OFFSET DATAFILE\n", prog, prog);
+           "       %s pwrite VOLUME OFFSET DATAFILE\n"
+           "       %s hold VOLUME < COMMANDS\n", prog, prog, prog);
   return 2;
 }
