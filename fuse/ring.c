@@ -156,9 +156,10 @@ struct ent {
   int fd;
   uint64_t off;
   size_t len;
-  /* The commit linked to the read was cancelled: its completion is
-   * still to come (cancelled), or came first (cancel_seen). */
-  bool cancelled, cancel_seen;
+  /* The commit linked to the read may still end cancelled: set with
+   * the read, cleared when the read fills the payload or when the
+   * cancellation comes (before or after the read's own completion). */
+  bool link_pending;
 };
 
 struct queue {
@@ -438,8 +439,8 @@ to_worker (struct ent *e)
  * the kernel runs the commit as soon as the read has filled the payload,
  * in the same io_uring_enter when the member's pages are cached.  A read
  * that fails or comes up short breaks the link: the commit ends with
- * -ECANCELED (E->cancelled tells reap to expect it) and read_done serves
- * the read again. */
+ * -ECANCELED (E->link_pending tells reap to pass it over) and read_done
+ * serves the read again. */
 static bool
 read_submit (struct queue *q, struct ent *e)
 {
@@ -455,6 +456,7 @@ read_submit (struct queue *q, struct ent *e)
   sqe->flags |= IOSQE_IO_LINK;
   set_reply (e, 0, e->len);
   submit_cmd (q, e, FUSE_IO_URING_CMD_COMMIT_AND_FETCH);
+  e->link_pending = true;
   e->state = ENT_READING;
   return true;
 }
@@ -493,16 +495,13 @@ read_done (struct queue *q, struct ent *e, int res)
 {
   q->inflight--;
   if (res >= 0 && (size_t) res == e->len) {
+    e->link_pending = false;
     e->state = ENT_KERNEL;
     return;
   }
   /* An error or a short read (the end of the member): served again the
    * synchronous way, which tries the other members and counts the error
    * (SPEC §6), then committed on its own. */
-  if (e->cancel_seen)
-    e->cancel_seen = false;
-  else
-    e->cancelled = true;
   ssize_t n = array_read (q->r->array, e->payload, e->len, e->off);
   set_reply (e, n < 0 ? (int) n : 0, n > 0 ? (size_t) n : 0);
   submit_cmd (q, e, FUSE_IO_URING_CMD_COMMIT_AND_FETCH);
@@ -593,12 +592,8 @@ reap (struct queue *q)
     int res = cqe->res;
     /* The commit behind a short read, after or before the read's own
      * completion. */
-    if (res == -ECANCELED && e->cancelled) {
-      e->cancelled = false;
-      continue;
-    }
-    if (res == -ECANCELED && e->state == ENT_READING) {
-      e->cancel_seen = true;
+    if (res == -ECANCELED && e->link_pending) {
+      e->link_pending = false;
       continue;
     }
     if (res == 0) {
